@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 
 def weighted_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean token cross-entropy.
 
@@ -20,6 +23,10 @@ def weighted_cross_entropy(
         targets: (...) token ids to predict at each position.
         weights: (...) loss weight of each target; 0 drops the position (loss masking).
             ``None`` weighs every target 1.
+        normalizer: divide the weighted sum by this instead of by the sum of weights. The trainer
+            passes the loss-bearing count of the whole optimizer step, so that gradient
+            accumulation over micro-batches with different numbers of masked targets gives the
+            same update as one big batch.
 
     Returns:
         ``(loss, weight_sum)``: the weighted mean over positions (0 when every weight is 0, so
@@ -30,9 +37,11 @@ def weighted_cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none"
     )
     if weights is None:
-        weight_sum = torch.tensor(float(per_token.numel()), device=per_token.device)
-        return per_token.mean(), weight_sum
+        weights = torch.ones_like(per_token)
     weights = weights.reshape(-1).to(per_token.dtype)
     weight_sum = weights.sum()
-    loss = (per_token * weights).sum() / weight_sum.clamp_min(1.0)
+    if normalizer is None:
+        # An all-masked batch has weight_sum 0; dividing by 1 then gives loss 0, not NaN.
+        normalizer = torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
+    loss = (per_token * weights).sum() / normalizer
     return loss, weight_sum

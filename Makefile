@@ -1,0 +1,43 @@
+# Two entry points (README quickstart): `make run` and `make test`. Both create .venv on first use.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# On a CPU-only Linux machine, `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` avoids
+# pip pulling several GB of CUDA libraries with torch.
+TORCH_INDEX ?=
+CORES ?= all
+
+# Nothing is downloaded from the Hugging Face hub by the built-in workflow or the tests.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test report dry-run lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed  ## install, run the whole workflow on the built-in default, write the report
+	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --report results/report.html
+	@echo "report: results/report.html"
+
+test: $(VENV)/.installed  ## install and run the test suite
+	$(PY) -m pytest
+
+report: $(VENV)/.installed
+	$(VENV)/bin/snakemake --report results/report.html
+
+dry-run: $(VENV)/.installed
+	$(VENV)/bin/snakemake -n --quiet rules
+	$(VENV)/bin/snakemake -n --quiet rules --configfile config/paper.yaml
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,25 @@
+# tokenfilter: "Shaping capabilities with token-level data filtering" (Rathi & Radford 2026),
+# end to end. `snakemake --cores all` runs the built-in default (config/config.yaml);
+# `snakemake --profile slurm --configfile config/paper.yaml` runs the paper's scale on SLURM.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,85 @@
+"""The one checkpoint format: a ``save_pretrained`` directory (config.json + model.safetensors),
+plus, for resumable checkpoints, ``optimizer.pt`` and ``trainer_state.json``.
+
+Final models, snapshots and resumable checkpoints are all this format, so anything that loads a
+model (evaluation, lm-eval, generate) loads any of them. Optimizer state is loaded with
+``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenfilter.io import read_json, write_json
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+def save_model(model, directory: str | os.PathLike) -> None:
+    """Write a loadable model directory atomically (written beside it, then renamed)."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    _replace_dir(tmp, directory)
+
+
+def save_checkpoint(model, optimizer: torch.optim.Optimizer, state: dict[str, Any], directory: str | os.PathLike) -> None:
+    """A resumable checkpoint: model, optimizer and trainer state, replaced atomically."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    write_json(tmp / STATE_FILE, state)
+    _replace_dir(tmp, directory)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap ``new`` into ``target``; at every moment one complete copy exists on disk."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint at ``directory`` (or the copy a crash mid-swap left)."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(f".{directory.name}.old")):
+        if (candidate / STATE_FILE).is_file() and (candidate / OPTIMIZER_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_checkpoint(directory: str | os.PathLike, model, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load weights and optimizer state in place; returns the trainer state."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    weights = load_file(directory / "model.safetensors")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # The tied LM head is stored once; anything else missing means a wrong checkpoint.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{directory}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+    model.tie_weights()
+    optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, weights_only=True, map_location="cpu"))
+    return read_json(directory / STATE_FILE)
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """A model saved by :func:`save_model` or :func:`save_checkpoint`, in eval mode."""
+    import tokenfilter.model  # noqa: F401  (registers the architecture with the Auto classes)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    return model.to(device).eval()

@@ -1,0 +1,88 @@
+"""From evaluation results to the report: the tidy loss table of a series, its analysis outputs
+(fits, slowdowns, figures) and the claims scorecard."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tokenfilter import analysis, plots
+from tokenfilter.io import atomic_open, read_json
+from tokenfilter.report_tables import write_table
+from tokenfilter.scorecard import evaluate_claims
+
+LOSS_COLUMNS = ["series", "arm", "size", "variant", "params", "step", "tokens", "final", "compute",
+                "domain", "loss", "filtered_fraction"]
+
+
+def loss_table(result_paths: Iterable[str | os.PathLike], series: str) -> pd.DataFrame:
+    """One row per (run, checkpoint, eval domain) of a series' ``text_loss.json`` files.
+
+    Compute is 6·N·tokens processed so far (paper §3.2: C = 6ND).
+    """
+    rows = []
+    for path in result_paths:
+        result = read_json(path)
+        _, arm, size, variant = result["run"].split("/")
+        fraction = result.get("filtered_fraction")
+        for ev in result["evals"]:
+            for domain, losses in ev["losses"].items():
+                rows.append({
+                    "series": series, "arm": arm, "size": size, "variant": variant,
+                    "params": result["params"], "step": ev["step"], "tokens": ev["tokens"], "final": ev["final"],
+                    "compute": 6.0 * result["params"] * ev["tokens"], "domain": domain, "loss": losses["loss"],
+                    "filtered_fraction": np.nan if arm == "baseline" else fraction,
+                })
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+def _slowdown_table(losses: pd.DataFrame, fit_sizes: Sequence[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fit_sizes = [s for s in fit_sizes if s in set(losses["size"])] if fit_sizes else None
+    fits = analysis.baseline_fits(losses, fit_sizes)
+    return analysis.fit_table(fits), analysis.slowdowns(losses, fits)
+
+
+def series_analysis(losses: pd.DataFrame, fit_sizes: Sequence[str] | None, out: dict[str, str]) -> None:
+    """Write every analysis output of one series (keys as in the ``analyze_series`` rule)."""
+    try:
+        fits, slow = _slowdown_table(losses, fit_sizes)
+        note = None
+    except ValueError as exc:  # fewer than two baseline sizes: no power law, no slowdowns
+        fits = pd.DataFrame(columns=["domain", "a", "b", "r2", "n"])
+        slow = analysis.slowdowns(losses.iloc[0:0], {})
+        note = str(exc)
+    write_table(fits, csv_path=out["fits_csv"], html_path=out["fits"],
+                title="Baseline compute-loss power laws: ln L = a + b ln C", note=note)
+    shown = slow[["arm", "size", "variant", "params", "domain", "loss", "baseline_loss_at_compute", "slowdown",
+                  "extrapolated", "note"]] if not slow.empty else slow
+    write_table(shown, csv_path=None, html_path=out["slowdowns"],
+                title="Loss-matched compute slowdown of every filtered run (final checkpoints)", note=note)
+    with atomic_open(out["slowdowns_csv"], "w", newline="") as f:
+        slow.to_csv(f, index=False)
+    plots.plot_compute_loss(losses, out["compute_loss"])
+    plots.plot_learning_curves(losses, out["learning_curves"])
+    plots.plot_frontier(losses, out["frontier"])
+    plots.plot_slowdown(slow, out["slowdown"])
+    plots.plot_threshold_pareto(losses, out["pareto"])
+
+
+def write_scorecard(main_losses_path: str | None, threshold_losses_path: str | None,
+                    fit_sizes: Sequence[str] | None, csv_path: str, html_path: str) -> pd.DataFrame:
+    """Compute the claims scorecard from the results and write it as CSV and HTML."""
+    main = pd.read_csv(main_losses_path) if main_losses_path else None
+    thresholds = pd.read_csv(threshold_losses_path) if threshold_losses_path else None
+    slow = None
+    if main is not None:
+        try:
+            _, slow = _slowdown_table(main, fit_sizes)
+        except ValueError:
+            slow = None
+    card = evaluate_claims(main, slow, thresholds)
+    write_table(card, csv_path=csv_path, html_path=html_path, row_class="row_class",
+                title="Claims scorecard: the paper's claims, checked against this run's results",
+                note="Every verdict is computed from this workflow's results; 'not measured' means an input "
+                     "it needs was not part of this run.")
+    return card

@@ -1,0 +1,316 @@
+"""Analysis layer: power-law fits, loss-matched slowdowns, Pareto comparison, scorecard, plots.
+
+The slowdown math is checked on synthetic power laws where the answer is known exactly: the
+baseline follows L = A·C^b, and a filtered model whose loss equals the baseline law at C/k
+must come out with slowdown k (paper §4.2, the authors' analysis/scaling.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokenfilter.analysis import (
+    PowerLawFit,
+    baseline_fits,
+    final_losses,
+    fit_power_law,
+    pareto_comparison,
+    slowdowns,
+    spearman,
+)
+from tokenfilter.plots import (
+    plot_compute_loss,
+    plot_frontier,
+    plot_learning_curves,
+    plot_slowdown,
+    plot_threshold_pareto,
+)
+from tokenfilter.scorecard import SCORECARD_COLUMNS, evaluate_claims
+
+SIZES = {"xs": 1_000_000, "s": 2_000_000, "m": 4_000_000, "l": 8_000_000}
+# Baseline law per domain: L = A·C^B (B < 0: loss falls with compute).
+LAW = {"forget": (60.0, -0.06), "retain_near": (40.0, -0.05), "retain_far": (30.0, -0.04)}
+
+
+def _law(domain: str, compute: float) -> float:
+    a, b = LAW[domain]
+    return a * compute ** b
+
+
+def _rows(series, arm, size, variant, domain_loss, fraction=math.nan, checkpoints=True):
+    """Tidy rows of one run: a mid-training checkpoint (optional) and the final one (D = 20N)."""
+    n = SIZES[size]
+    rows = []
+    points = [(0.5, False), (1.0, True)] if checkpoints else [(1.0, True)]
+    for share, final in points:
+        tokens = int(20 * n * share)
+        compute = 6.0 * n * tokens
+        for domain in LAW:
+            loss = domain_loss(domain, compute)
+            if not final:
+                loss *= 1.05  # intermediate checkpoints must be ignored by the ladder analyses
+            rows.append({"series": series, "arm": arm, "size": size, "variant": variant, "params": n,
+                         "step": int(1000 * share), "tokens": tokens, "final": final,
+                         "compute": compute, "domain": domain, "loss": loss,
+                         "filtered_fraction": fraction})
+    return rows
+
+
+def main_table(k: dict[str, dict[str, list[float]]], sizes=tuple(SIZES)) -> pd.DataFrame:
+    """Main series: exact baseline law; filtered arm ``arm`` at size i has loss law(C / k[arm][domain][i])."""
+    rows = []
+    for i, size in enumerate(sizes):
+        rows += _rows("main", "baseline", size, "none", _law)
+        for arm, by_domain in k.items():
+            def loss(domain, c, arm=arm, i=i, by_domain=by_domain):
+                return _law(domain, c / by_domain.get(domain, [1.0] * len(sizes))[i])
+            rows += _rows("main", arm, size, "default", loss)
+    return pd.DataFrame(rows)
+
+
+HOLDING_K = {
+    "remove": {"forget": [10, 30, 100, 300], "retain_near": [1.1, 1.1, 1.1, 1.1]},
+    "mask": {"forget": [5, 10, 20, 40], "retain_near": [1.05, 1.05, 1.05, 1.05]},
+    "document": {"forget": [2, 3, 4, 5], "retain_near": [1.5, 1.5, 1.5, 1.5]},
+}
+FAILING_K = {
+    "remove": {"forget": [50, 20, 10, 3], "retain_near": [3, 3, 3, 3]},
+    "mask": {"forget": [4, 4, 4, 4], "retain_near": [1.5, 1.5, 1.5, 1.5]},
+    "document": {"forget": [0.5, 5, 5, 5], "retain_near": [1.0, 1.0, 1.0, 1.0]},
+}
+
+
+def threshold_table(document_points, token_points, size="m") -> pd.DataFrame:
+    """Thresholds series from (retain_near, forget) points; retain_far is a fixed offset."""
+    rows = []
+    n = SIZES[size]
+
+    def add(arm, variant, r, f, frac):
+        def loss(domain, c):
+            return {"forget": f, "retain_near": r, "retain_far": r + 0.5}[domain]
+        rows.extend(_rows("thresholds", arm, size, variant, loss, frac, checkpoints=False))
+
+    add("baseline", "none", 1.98, 2.8, math.nan)
+    for i, (r, f) in enumerate(document_points):
+        add("document", f"f{i}", r, f, [0.03, 0.06, 0.12, 0.25, 0.5][i])
+    for arm, pts in token_points.items():
+        for i, (r, f) in enumerate(pts):
+            add(arm, f"f{i}", r, f, [0.03, 0.06, 0.12, 0.25, 0.5][i])
+    assert n  # the size exists in the ladder
+    return pd.DataFrame(rows)
+
+
+TOKEN_FRONTIER = [(2.00, 3.0), (2.02, 3.3), (2.05, 3.6), (2.10, 4.0)]
+DOC_DOMINATED = [(2.01, 3.05), (2.04, 3.3), (2.08, 3.5), (2.20, 3.9)]  # last one outside token range
+DOC_BETTER = [(2.01, 3.05), (2.04, 3.6)]  # token frontier at 2.04 is 3.5 < 3.6
+DOC_NO_OVERLAP = [(2.3, 3.0), (2.4, 3.5)]
+
+
+# --- power-law fit and slowdowns -------------------------------------------------------------
+
+def test_fit_recovers_exact_power_law():
+    c = np.array([1e15, 4e15, 1.6e16, 6.4e16])
+    fit = fit_power_law(c, 60.0 * c ** -0.06)
+    assert fit.b == pytest.approx(-0.06, rel=1e-9)
+    assert math.exp(fit.a) == pytest.approx(60.0, rel=1e-9)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+    assert fit.n == 4 and fit.compute_min == 1e15 and fit.compute_max == 6.4e16
+    assert fit.compute_at(fit.loss_at(3e15)) == pytest.approx(3e15, rel=1e-9)
+
+
+def test_slowdown_recovers_known_factor_on_synthetic_power_laws():
+    df = main_table(HOLDING_K)
+    fits = baseline_fits(df)
+    assert set(fits) == set(LAW)
+    for fit in fits.values():
+        assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+        assert fit.n == 4
+    sd = slowdowns(df, fits)
+    # 3 filtered arms × 4 sizes × 3 domains, final checkpoints only, no baseline rows.
+    assert len(sd) == 36 and set(sd["arm"]) == {"document", "mask", "remove"}
+    for _, row in sd.iterrows():
+        k = HOLDING_K[row["arm"]].get(row["domain"], [1.0] * 4)[list(SIZES).index(row["size"])]
+        assert row["slowdown"] == pytest.approx(k, rel=1e-6)
+        assert row["log10_slowdown"] == pytest.approx(math.log10(k), abs=1e-6)
+        assert row["matched_baseline_compute"] == pytest.approx(row["compute"] / k, rel=1e-6)
+        assert row["baseline_loss_at_compute"] == pytest.approx(_law(row["domain"], row["compute"]), rel=1e-9)
+        assert row["fit_r2"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_extrapolation_flag_when_loss_outside_baseline_range():
+    df = main_table(HOLDING_K)
+    sd = slowdowns(df, baseline_fits(df))
+    c_min = 6.0 * SIZES["xs"] * 20 * SIZES["xs"]
+    c_max = 6.0 * SIZES["l"] * 20 * SIZES["l"]
+    for _, row in sd.iterrows():
+        # The matched compute lies outside the fitted baseline computes exactly when the loss lies
+        # outside the fitted baseline losses (the law is monotone).
+        matched = row["matched_baseline_compute"]
+        outside = matched < c_min * (1 - 1e-9) or matched > c_max * (1 + 1e-9)
+        assert bool(row["extrapolated"]) == outside, row.to_dict()
+        assert ("extrapolated" in row["note"]) == outside
+    # Known cases: removal at l (k=300 > 64 = C_l/C_xs) extrapolates; removal at l on retain-near does not.
+    r = sd.set_index(["arm", "size", "domain"])
+    assert r.loc[("remove", "l", "forget"), "extrapolated"]
+    assert not r.loc[("remove", "l", "retain_near"), "extrapolated"]
+
+
+def test_non_decreasing_fit_gives_nan_slowdowns_with_note():
+    rows = []
+    for size in SIZES:
+        rows += _rows("main", "baseline", size, "none", lambda d, c: 0.5 * c ** 0.01)
+        rows += _rows("main", "remove", size, "default", lambda d, c: 0.6 * c ** 0.01)
+    df = pd.DataFrame(rows)
+    fits = baseline_fits(df)
+    assert all(f.b > 0 and not f.decreasing for f in fits.values())
+    assert math.isnan(fits["forget"].compute_at(3.0))
+    sd = slowdowns(df, fits)
+    assert sd["slowdown"].isna().all() and sd["log10_slowdown"].isna().all()
+    assert sd["note"].str.contains("≥ 0").all()
+    card = evaluate_claims(df, sd, None).set_index("claim")
+    assert (card["verdict"].iloc[:6] == "not measured").all()
+
+
+def test_fit_needs_two_baseline_sizes():
+    df = main_table(HOLDING_K, sizes=("xs",))
+    with pytest.raises(ValueError, match="at least 2 baseline sizes"):
+        baseline_fits(df)
+    with pytest.raises(ValueError, match="no final baseline checkpoint"):
+        baseline_fits(main_table(HOLDING_K), fit_sizes=["s", "xxl"])
+    with pytest.raises(ValueError, match="distinct compute"):
+        fit_power_law([1e15, 1e15], [3.0, 2.9])
+
+
+def test_fit_sizes_restricts_the_fit():
+    df = main_table(HOLDING_K)
+    # Perturb the smallest baseline so that only the restricted fit is exact.
+    df.loc[(df["arm"] == "baseline") & (df["size"] == "xs"), "loss"] *= 1.2
+    assert baseline_fits(df)["forget"].r2 < 0.999
+    fit = baseline_fits(df, fit_sizes=["s", "m", "l"])["forget"]
+    assert fit.n == 3 and fit.r2 == pytest.approx(1.0, abs=1e-12)
+
+
+def test_final_losses_is_wide_and_ignores_intermediate_checkpoints():
+    wide = final_losses(main_table(HOLDING_K))
+    assert len(wide) == 16 and {"forget", "retain_near", "retain_far"} <= set(wide.columns)
+    base_l = wide[(wide["arm"] == "baseline") & (wide["size"] == "l")].iloc[0]
+    assert base_l["forget"] == pytest.approx(_law("forget", base_l["compute"]))
+
+
+# --- Pareto comparison -----------------------------------------------------------------------
+
+def test_pareto_token_dominates():
+    res = pareto_comparison(threshold_table(DOC_DOMINATED, {"remove": TOKEN_FRONTIER}), "remove")
+    assert res["n_document_points"] == 4
+    assert res["n_comparable"] == 3 and res["n_token_wins"] == 3 and res["dominates"]
+    assert res["mean_margin"] == pytest.approx((0.1 + 0.2 + 0.34) / 3)
+    assert [p["comparable"] for p in res["points"]] == [True, True, True, False]
+
+
+def test_pareto_token_does_not_dominate():
+    res = pareto_comparison(threshold_table(DOC_BETTER, {"mask": TOKEN_FRONTIER}), "mask")
+    assert res["n_comparable"] == 2 and res["n_token_wins"] == 1 and not res["dominates"]
+    assert res["mean_margin"] == pytest.approx((0.1 - 0.1) / 2, abs=1e-12)
+
+
+def test_pareto_no_overlap_and_ties():
+    res = pareto_comparison(threshold_table(DOC_NO_OVERLAP, {"remove": TOKEN_FRONTIER}), "remove")
+    assert res["n_comparable"] == 0 and not res["dominates"] and math.isnan(res["mean_margin"])
+    # A document point lying exactly on the token frontier counts as a token win (≥).
+    wide = pd.DataFrame({"arm": ["remove", "remove", "document"], "retain_near": [1.0, 2.0, 1.5],
+                         "forget": [3.0, 4.0, 3.5]})
+    tie = pareto_comparison(wide, "remove")
+    assert tie["n_comparable"] == 1 and tie["dominates"]
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1], [2]))
+
+
+# --- scorecard -------------------------------------------------------------------------------
+
+def _scorecard(k, doc_points, token_points):
+    df = main_table(k)
+    sd = slowdowns(df, baseline_fits(df))
+    return evaluate_claims(df, sd, threshold_table(doc_points, token_points))
+
+
+def test_scorecard_all_claims_hold():
+    card = _scorecard(HOLDING_K, DOC_DOMINATED, {"mask": TOKEN_FRONTIER, "remove": TOKEN_FRONTIER})
+    assert list(card.columns) == SCORECARD_COLUMNS
+    assert len(card) == 9
+    assert (card["verdict"] == "holds").all(), card[["claim", "measured"]].to_string()
+    assert (card["row_class"] == "holds").all()
+    first = card.iloc[0]["measured"]
+    assert "removal 300×" in first and "document 5×" in first and "EXTRAPOLATED" in first
+    assert "3/3" in card.iloc[6]["measured"]
+
+
+def test_scorecard_claims_fail():
+    card = _scorecard(FAILING_K, DOC_BETTER, {"mask": TOKEN_FRONTIER, "remove": TOKEN_FRONTIER})
+    verdicts = card["verdict"].tolist()
+    # Claims 1–6, 7 (mask and remove) and 8 all fail on this table.
+    assert verdicts == ["does not hold"] * 9, card[["claim", "measured"]].to_string()
+    assert (card["row_class"] == "fails").all()
+    assert "1/2" in card.iloc[7]["measured"]
+    assert "not above: document xs" in card.iloc[8]["measured"]
+
+
+def test_scorecard_not_measured_on_missing_inputs():
+    card = evaluate_claims(None, None, None)
+    assert len(card) == 9
+    assert (card["verdict"] == "not measured").all() and (card["row_class"] == "na").all()
+    # Only the thresholds table: claim 7 measured, the rest not.
+    thr = threshold_table(DOC_DOMINATED, {"remove": TOKEN_FRONTIER})
+    card = evaluate_claims(None, None, thr)
+    assert card["verdict"].tolist() == ["not measured"] * 6 + ["not measured", "holds", "not measured"]
+    assert "no masking runs" in card.iloc[6]["measured"]
+    # No comparable points: not measured rather than a verdict.
+    card = evaluate_claims(None, None, threshold_table(DOC_NO_OVERLAP, {"remove": TOKEN_FRONTIER}))
+    assert card.iloc[7]["verdict"] == "not measured"
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert not leftovers, leftovers
+
+
+def test_plots_write_png_atomically(tmp_path):
+    df = main_table(HOLDING_K)
+    sd = slowdowns(df, baseline_fits(df))
+    thr = threshold_table(DOC_DOMINATED, {"mask": TOKEN_FRONTIER, "remove": TOKEN_FRONTIER})
+    calls = [
+        (plot_compute_loss, df, "compute_loss.png"),
+        (plot_learning_curves, df, "learning_curves.png"),
+        (plot_frontier, df, "frontier.png"),
+        (plot_slowdown, sd, "slowdown.png"),
+        (plot_threshold_pareto, thr, "threshold_pareto.png"),
+    ]
+    for func, table, name in calls:
+        func(table, tmp_path / name)
+        _assert_png(tmp_path / name)
+
+
+def test_plot_slowdown_with_only_nan_values(tmp_path):
+    rows = []
+    for size in SIZES:
+        rows += _rows("main", "baseline", size, "none", lambda d, c: 0.5 * c ** 0.01)
+        rows += _rows("main", "mask", size, "default", lambda d, c: 0.6 * c ** 0.01)
+    df = pd.DataFrame(rows)
+    plot_slowdown(slowdowns(df, baseline_fits(df)), tmp_path / "nan.png")
+    _assert_png(tmp_path / "nan.png")
+
+
+def test_power_law_fit_is_a_plain_dataclass():
+    fit = PowerLawFit(a=1.0, b=-0.1, r2=1.0, n=2, loss_min=1.0, loss_max=2.0, compute_min=1.0, compute_max=10.0)
+    assert fit.in_loss_range(1.5) and not fit.in_loss_range(2.5)

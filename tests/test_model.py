@@ -1,0 +1,313 @@
+"""Tests of the decoder-only transformer (tokenfilter.model) on tiny configs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from tokenfilter.loss import weighted_cross_entropy
+from tokenfilter.model import (
+    TokenFilterConfig,
+    ReLUSquared,
+    TokenFilterForCausalLM,
+    apply_rotary,
+    paper_parameter_count,
+    rotary_tables,
+)
+
+VOCAB = 97
+
+
+def tiny_config(**overrides) -> TokenFilterConfig:
+    kwargs = dict(vocab_size=VOCAB, n_layer=2, n_head=4, n_embd=32, block_size=64)
+    kwargs.update(overrides)
+    return TokenFilterConfig(**kwargs)
+
+
+def tiny_model(seed: int = 0, **overrides) -> TokenFilterForCausalLM:
+    # init_std 0.2 makes attention sharp, so position effects and argmax choices are far above
+    # float noise; the default 0.02 gives an almost uniform random model.
+    overrides.setdefault("init_std", 0.2)
+    torch.manual_seed(seed)
+    return TokenFilterForCausalLM(tiny_config(**overrides)).eval()
+
+
+# --- RoPE: the authors' code rotated along the head axis, i.e. had no positions at all ----------
+
+
+def test_rotary_dot_product_depends_only_on_offset():
+    head_dim = 16
+    cos, sin = rotary_tables(head_dim, 64)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(head_dim, generator=g), torch.randn(head_dim, generator=g)
+
+    def score(m: int, n: int) -> float:
+        return float(apply_rotary(q, cos[m], sin[m]) @ apply_rotary(k, cos[n], sin[n]))
+
+    same_offset = [score(m, m - 3) for m in (3, 10, 25, 63)]
+    assert max(same_offset) - min(same_offset) < 1e-4
+    assert abs(score(10, 7) - score(10, 5)) > 1e-2  # offset 3 vs offset 5
+    assert abs(score(10, 10) - score(10, 7)) > 1e-2
+
+
+@torch.no_grad()
+def test_rope_makes_the_model_see_order_and_nope_does_not():
+    ids = torch.tensor([[5, 17, 42, 8, 91, 33, 60, 2, 71, 11]])
+    permuted = torch.cat([ids[:, :-1].flip(1), ids[:, -1:]], dim=1)  # reorder the prefix only
+
+    # One layer, so that the only way order can reach the last position is the position encoding.
+    rope = tiny_model(position_encoding="rope", n_layer=1)
+    assert (rope(permuted).logits[0, -1] - rope(ids).logits[0, -1]).abs().max() > 1e-2
+
+    # NoPE (the authors' effective model): the last query attends to the same set of
+    # (key, value) pairs whatever their order, so its prediction cannot change.
+    nope = tiny_model(position_encoding="none", n_layer=1)
+    torch.testing.assert_close(nope(permuted).logits[0, -1], nope(ids).logits[0, -1], atol=1e-5, rtol=0)
+
+    # With more layers the causal mask itself leaks order (position i only sees tokens <= i, so
+    # the prefix's hidden states depend on its order): NoPE models are not strictly order-blind.
+    deep_nope = tiny_model(position_encoding="none", n_layer=2)
+    assert (deep_nope(permuted).logits[0, -1] - deep_nope(ids).logits[0, -1]).abs().max() > 1e-3
+
+
+# --- loss -------------------------------------------------------------------------------------
+
+
+def test_labels_loss_goes_through_weighted_cross_entropy_and_ignores_minus_100():
+    model = tiny_model()
+    torch.manual_seed(1)
+    ids = torch.randint(0, VOCAB, (3, 12))
+    labels = ids.clone()
+    labels[0, :5] = -100
+    labels[2, 7] = -100
+    out = model(ids, labels=labels)
+
+    targets = labels[:, 1:]
+    weights = targets != -100
+    expected, weight_sum = weighted_cross_entropy(out.logits[:, :-1], targets.masked_fill(~weights, 0), weights)
+    torch.testing.assert_close(out.loss, expected)
+    assert weight_sum == 3 * 11 - 4 - 1
+    reference = F.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB), targets.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, reference)
+    out.loss.backward()  # differentiable
+
+
+def test_relu_squared_matches_autograd_of_the_plain_formula():
+    x = torch.randn(6, 10, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(ReLUSquared.apply(x), F.relu(x).square())
+    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+
+
+# --- save / load ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides", [{}, {"position_encoding": "none", "mup_base_width": 8}])
+def test_save_pretrained_round_trip(tmp_path, overrides):
+    model = tiny_model(**overrides)
+    model.save_pretrained(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "model.safetensors" in files and "config.json" in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, TokenFilterConfig)
+    for key in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "position_encoding",
+                "rope_theta", "mup_base_width", "init_std", "rms_norm_eps", "tie_word_embeddings"):
+        assert getattr(config, key) == getattr(model.config, key), key
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, TokenFilterForCausalLM)
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    ids = torch.randint(0, VOCAB, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+# --- KV cache, padding, generate ----------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_cached_forward_matches_full_forward():
+    model = tiny_model()
+    ids = torch.randint(0, VOCAB, (2, 16))
+    full = model(ids).logits
+    first = model(ids[:, :9], use_cache=True)
+    second = model(ids[:, 9:15], past_key_values=first.past_key_values, use_cache=True)  # chunk after cache
+    third = model(ids[:, 15:], past_key_values=second.past_key_values, use_cache=True)  # one token
+    stepped = torch.cat([first.logits, second.logits, third.logits], dim=1)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=0)
+    assert third.past_key_values.get_seq_length() == 16
+
+
+@torch.no_grad()
+def test_left_padded_batch_matches_unpadded_sequences():
+    model = tiny_model()
+    seqs = [torch.randint(1, VOCAB, (n,)) for n in (11, 6, 3)]
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = s
+        mask[i, width - len(s):] = 1
+    padded = model(ids, attention_mask=mask).logits
+    assert torch.isfinite(padded).all()  # pad rows must not produce NaN that leaks through V
+    for i, s in enumerate(seqs):
+        alone = model(s[None]).logits[0]
+        torch.testing.assert_close(padded[i, width - len(s):], alone, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_greedy_generate_with_and_without_cache_equals_argmax_loop():
+    model = tiny_model()
+    prompt = torch.randint(0, VOCAB, (2, 7))
+    new = 10
+    manual = prompt
+    for _ in range(new):
+        next_id = model(manual).logits[:, -1].argmax(-1, keepdim=True)
+        manual = torch.cat([manual, next_id], dim=1)
+    kwargs = dict(max_new_tokens=new, do_sample=False, pad_token_id=0)
+    with_cache = model.generate(prompt, use_cache=True, **kwargs)
+    without_cache = model.generate(prompt, use_cache=False, **kwargs)
+    assert torch.equal(with_cache, manual)
+    assert torch.equal(without_cache, manual)
+
+
+@torch.no_grad()
+def test_generate_left_padded_batch_matches_single_prompts():
+    model = tiny_model()
+    short, long = torch.randint(1, VOCAB, (4,)), torch.randint(1, VOCAB, (9,))
+    ids = torch.zeros(2, 9, dtype=torch.long)
+    ids[0, 5:], ids[1] = short, long
+    mask = (torch.arange(9) >= torch.tensor([[5], [0]])).long()
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    batch = model.generate(ids, attention_mask=mask, **kwargs)
+    for row, prompt in ((0, short), (1, long)):
+        alone = model.generate(prompt[None], **kwargs)
+        assert torch.equal(batch[row, 9:], alone[0, len(prompt):])
+
+
+# --- µP -----------------------------------------------------------------------------------------
+
+
+def test_mup_groups_scaling_and_tying():
+    base, width = 8, 32
+    m = width / base
+    model = tiny_model(mup_base_width=base, init_std=0.02)
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+    groups = model.optimizer_param_groups(weight_decay=0.1)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["hidden_matrices"]["lr_scale"] == pytest.approx(1 / m)
+    assert by_name["embedding"]["lr_scale"] == by_name["norms"]["lr_scale"] == 1.0
+    assert by_name["norms"]["weight_decay"] == 0.0 and by_name["hidden_matrices"]["weight_decay"] == 0.1
+    assert len(by_name["hidden_matrices"]["params"]) == 4 * model.config.n_layer
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert len(grouped) == len(set(grouped))  # tied wte / lm_head appears once
+    assert set(grouped) == {id(p) for p in model.parameters()}
+    torch.optim.AdamW(groups, lr=1e-3)  # the groups are valid for AdamW
+
+    block = model.transformer.h[0]
+    assert block.attn.scale == pytest.approx(1 / model.config.head_dim)
+    for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+        assert float(linear.weight.detach().std()) == pytest.approx(0.02 / math.sqrt(m), rel=0.1)
+
+    captured = {}
+    model.transformer.ln_f.register_forward_hook(lambda mod, inp, out: captured.update(h=out))
+    with torch.no_grad():
+        logits = model(torch.randint(0, VOCAB, (1, 8))).logits
+        torch.testing.assert_close(logits, model.lm_head(captured["h"]) / m)
+
+    standard = tiny_model()
+    assert standard.transformer.h[0].attn.scale is None  # SDPA default 1/sqrt(d)
+    assert {g["lr_scale"] for g in standard.optimizer_param_groups(0.1)} == {1.0}
+
+
+# --- parameter counts -----------------------------------------------------------------------------
+
+PAPER_LADDER = [  # (n_layer, n_embd, n_head, millions as named in the paper)
+    (7, 448, 8, 61),
+    (10, 640, 10, 113),
+    (14, 896, 14, 224),
+    (20, 1280, 10, 521),
+    (26, 1664, 16, 1030),
+    (32, 2048, 16, 1816),
+]
+
+
+@pytest.mark.parametrize("vocab,n_layer,n_embd,n_head", [(97, 2, 32, 4), (101, 3, 48, 6), (50, 1, 16, 2)])
+def test_parameter_count_matches_paper_formula(vocab, n_layer, n_embd, n_head):
+    model = TokenFilterForCausalLM(tiny_config(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, n_head=n_head))
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == paper_parameter_count(vocab, n_layer, n_embd)
+    assert model.flops_per_token(64) == 6 * n_params + 12 * n_layer * n_embd * 64
+
+
+@pytest.mark.parametrize("n_layer,n_embd,n_head,millions", PAPER_LADDER)
+def test_paper_ladder_sizes(n_layer, n_embd, n_head, millions):
+    count = paper_parameter_count(100288, n_layer, n_embd)
+    assert count // 1_000_000 == millions
+    config = TokenFilterConfig(vocab_size=100288, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    with torch.device("meta"):  # shapes only, no memory
+        model = TokenFilterForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+# --- lm-eval --------------------------------------------------------------------------------------
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    sentences = [
+        "The patient was given a dose of the medicine.",
+        "Cells divide by mitosis in most tissues.",
+        "The river flows past the old town to the sea.",
+    ] * 5
+    tokenizer.train_from_iterator(sentences, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
+
+
+@pytest.mark.slow  # importing lm_eval takes ~8 s
+@torch.no_grad()
+def test_lm_eval_hflm_loglikelihood():
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    tokenizer = _tiny_tokenizer()
+    model = tiny_model(vocab_size=len(tokenizer))
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, device="cpu")
+    assert lm.max_length == model.config.block_size
+    pairs = [("The patient was given", " a dose of the medicine."), ("Cells divide", " by mitosis.")]
+    requests = [
+        Instance(request_type="loglikelihood", doc={}, arguments=pair, idx=0) for pair in pairs
+    ]
+    results = lm.loglikelihood(requests)
+
+    assert len(results) == 2
+    for (context, continuation), (logprob, _is_greedy) in zip(pairs, results):
+        assert math.isfinite(logprob)
+        context_ids = lm.tok_encode(context)
+        continuation_ids = lm.tok_encode(context + continuation)[len(context_ids):]
+        inputs = torch.tensor([(context_ids + continuation_ids)[:-1]])
+        logprobs = model(inputs).logits[0, -len(continuation_ids):].log_softmax(-1)
+        expected = logprobs.gather(-1, torch.tensor(continuation_ids)[:, None]).sum()
+        assert logprob == pytest.approx(float(expected), abs=1e-4)

@@ -1,0 +1,81 @@
+# Shared helpers of the rules: config validation, runs and resources from config, target lists.
+import tokenfilter
+from tokenfilter.config import validate_config
+from tokenfilter.experiments import (
+    ARMS,
+    BASELINE_SERIES,
+    all_runs,
+    filter_of,
+    series_runs,
+    size_resources,
+    train_spec,
+    Run,
+)
+
+# Validate before any job is scheduled; a ConfigError names the key, the value and what is allowed.
+validate_config(config)
+
+DOMAINS = list(tokenfilter.DOMAINS)
+TOKEN_SPLITS = ["train", "val"] + [f"eval_{d}" for d in DOMAINS]
+SERIES = list(config["experiments"])
+
+
+wildcard_constraints:
+    domain="|".join(DOMAINS),
+    split="|".join(TOKEN_SPLITS),
+    series="|".join(SERIES + [BASELINE_SERIES]),
+    arm="|".join(ARMS),
+    size="|".join(config["ladder"]),
+    variant=r"[A-Za-z0-9_.]+",
+    filter="|".join(config["filters"]),
+
+
+def resources_of(section):
+    """Resources of a rule group (`resources.<section>`, falling back to `resources.default`)."""
+    merged = {"gpu": 0, "cpus": 1, "mem_mb": 4000, "runtime": 60}
+    merged.update(config["resources"].get("default", {}))
+    merged.update(config["resources"].get(section, {}))
+    return merged
+
+
+def run_of(wildcards):
+    return Run(wildcards.series, wildcards.arm, wildcards.size, wildcards.variant)
+
+
+def scores_of_run(wildcards):
+    """The annotation a run reads: its filter source's scores (none for the baseline)."""
+    name = filter_of(config, run_of(wildcards))
+    return [] if name is None else [f"results/annotate/{name}"]
+
+
+def train_spec_of(wildcards, input):
+    scores = scores_of_run(wildcards)
+    return train_spec(config, run_of(wildcards), input.shard, scores[0] if scores else None)
+
+
+def series_category(wildcards):
+    return f"2. Pretraining: {wildcards.series}"
+
+
+def series_labels(what):
+    return lambda wildcards: {"series": wildcards.series, "figure": what}
+
+
+def scorecard_inputs(wildcards):
+    roles = config["analysis"]["scorecard"]
+    inputs = {}
+    for role in ("main", "thresholds"):
+        series = roles.get(role)
+        if series:
+            inputs[f"{role}_losses"] = f"results/analysis/{series}/losses.csv"
+    return inputs
+
+
+def all_targets():
+    targets = []
+    if config["data"]["source"] == "synthetic":
+        targets.append("results/data/stats.json")
+    for series in SERIES:
+        targets.append(f"results/analysis/{series}/slowdown.png")
+    targets.append("results/analysis/scorecard.html")
+    return targets

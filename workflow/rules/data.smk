@@ -1,0 +1,140 @@
+# Data stage (DESIGN §3 data.smk): corpus, held-out sets, tokenizer, token shards, statistics.
+
+DATA_RESOURCES = resources_of("data")
+
+if config["data"]["source"] == "synthetic":
+
+    rule generate_world:
+        output:
+            corpus="results/data/corpus.parquet",
+            eval_forget="results/data/eval/forget.parquet",
+            eval_retain_near="results/data/eval/retain_near.parquet",
+            eval_retain_far="results/data/eval/retain_far.parquet",
+            mcq_forget="results/data/mcq/forget.jsonl",
+            mcq_retain_near="results/data/mcq/retain_near.jsonl",
+            mcq_retain_far="results/data/mcq/retain_far.jsonl",
+            free_response="results/data/free_response.jsonl",
+            instruct="results/data/instruct.jsonl",
+            chat="results/data/chat.jsonl",
+            refusal="results/data/refusal.jsonl",
+            summary="results/data/world.json",
+        params:
+            synthetic=config["data"]["synthetic"],
+            seed=config["seed"],
+            val_fraction=config["data"]["val_fraction"],
+        log:
+            "results/logs/data/generate_world.log",
+        resources:
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/generate_world.py"
+
+else:
+
+    rule ingest_corpus:
+        output:
+            corpus="results/data/corpus.parquet",
+            summary="results/data/ingest.json",
+        params:
+            source=config["data"]["source"],
+            spec=config["data"].get(config["data"]["source"]),
+            seed=config["seed"],
+            val_fraction=config["data"]["val_fraction"],
+            on_bad_record=config["data"]["on_bad_record"],
+        log:
+            "results/logs/data/ingest_corpus.log",
+        resources:
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/ingest.py"
+
+    rule ingest_eval_text:
+        output:
+            corpus="results/data/eval/{domain}.parquet",
+            summary="results/data/eval/{domain}.ingest.json",
+        params:
+            source=lambda wc: config["data"]["eval_text"][wc.domain]["source"],
+            spec=lambda wc: config["data"]["eval_text"][wc.domain][config["data"]["eval_text"][wc.domain]["source"]],
+            seed=config["seed"],
+            val_fraction=0.0,
+            on_bad_record=config["data"]["on_bad_record"],
+        log:
+            "results/logs/data/ingest_eval_text_{domain}.log",
+        resources:
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/ingest.py"
+
+
+rule train_tokenizer:
+    input:
+        corpus="results/data/corpus.parquet",
+    output:
+        tokenizer="results/data/tokenizer/tokenizer.json",
+    params:
+        tokenizer=config["tokenizer"],
+    log:
+        "results/logs/data/train_tokenizer.log",
+    resources:
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+def corpus_of_split(wildcards):
+    if wildcards.split.startswith("eval_"):
+        return f"results/data/eval/{wildcards.split.removeprefix('eval_')}.parquet"
+    return "results/data/corpus.parquet"
+
+
+rule tokenize:
+    input:
+        corpus=corpus_of_split,
+        tokenizer="results/data/tokenizer/tokenizer.json",
+    output:
+        shard=directory("results/data/tokens/{split}"),
+    params:
+        split=lambda wc: None if wc.split.startswith("eval_") else wc.split,
+        max_doc_tokens=config["data"]["max_doc_tokens"],
+    log:
+        "results/logs/data/tokenize_{split}.log",
+    resources:
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/tokenize.py"
+
+
+rule corpus_stats:
+    input:
+        shard="results/data/tokens/train",
+    output:
+        json="results/data/stats.json",
+        csv=report("results/data/stats.csv", caption="../report/stats.rst", category="1. Data", labels={"table": "corpus statistics (CSV)"}),
+        html=report("results/data/stats.html", caption="../report/stats.rst", category="1. Data", labels={"table": "corpus statistics"}),
+        histogram=report("results/data/forget_histogram.png", caption="../report/forget_histogram.rst", category="1. Data", labels={"figure": "forget share per document (Fig 24)"}),
+    params:
+        doc_label_min_forget=config["data"]["synthetic"].get("documents", {}).get("doc_label_min_forget", 0.5),
+    log:
+        "results/logs/data/corpus_stats.log",
+    resources:
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/corpus_stats.py"

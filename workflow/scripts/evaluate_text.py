@@ -1,0 +1,18 @@
+"""Text losses of one run's final model and snapshots on every held-out text set."""
+
+from tokenfilter.evaluate import evaluate_run
+from tokenfilter.io import write_json
+from tokenfilter.logs import setup_job_logging
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup_job_logging(sm.log[0])
+result = evaluate_run(
+    sm.params.run_dir,
+    dict(zip(sm.params.domains, sm.input.eval_shards)),
+    max_tokens=sm.params.max_tokens,
+    batch_size=sm.params.batch_size,
+    include_snapshots=sm.params.snapshots,
+    threads=sm.params.threads,
+)
+write_json(sm.output.losses, result)
+log.info("%s: %s", result["run"], {k: round(v["loss"], 4) for k, v in result["evals"][-1]["losses"].items()})

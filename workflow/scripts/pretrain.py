@@ -1,0 +1,25 @@
+"""Train one run: in this process, or under torchrun when the run asks for several GPUs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tokenfilter.logs import setup_job_logging
+from tokenfilter.train import TrainSpec, train
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = setup_job_logging(sm.log[0])
+spec = dict(sm.params.spec, out_dir=str(Path(sm.output.summary).parent), checkpoint_dir=sm.params.checkpoint_dir,
+            progress=False)
+if sm.params.gpus > 1:
+    spec_path = Path(sm.params.checkpoint_dir) / "spec.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    cmd = ["torchrun", "--standalone", f"--nproc_per_node={sm.params.gpus}", "-m", "tokenfilter.train", str(spec_path)]
+    log.info("launching %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, stdout=sys.stderr, stderr=sys.stderr)
+else:
+    summary = train(TrainSpec(**spec))
+    log.info("finished %s: %d steps, %d tokens, %.0f s", summary["run"], summary["steps"], summary["tokens"],
+             summary["wall_time_s"])
