@@ -6,7 +6,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The built-in default applies only when no --configfile is given. Snakemake would otherwise
+# deep-merge the two (the CPU ladder's sizes would join the paper's ladder, and so on).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

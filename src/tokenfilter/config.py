@@ -160,3 +160,76 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping")
     return validate_config(config)
+
+
+# --- documentation -----------------------------------------------------------------------------
+
+def _type_text(node: dict) -> str:
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    kind = node.get("type", "object" if "properties" in node else "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return " or ".join(k for k in kinds if k)
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """Follow a local ``$ref`` (and ``allOf`` of one ref), keeping the node's own keys on top."""
+    merged = dict(node)
+    refs = [node["$ref"]] if "$ref" in node else [n["$ref"] for n in node.get("allOf", []) if "$ref" in n]
+    for ref in refs:
+        target = schema
+        for part in ref.lstrip("#/").split("/"):
+            target = target[part]
+        base = dict(target)
+        if "properties" in merged and "properties" in base:  # defaults written beside the ref
+            props = {k: {**base["properties"].get(k, {}), **v} for k, v in merged["properties"].items()}
+            base["properties"] = {**base["properties"], **props}
+            merged.pop("properties")
+        merged = {**base, **{k: v for k, v in merged.items() if k not in ("$ref", "allOf")}}
+    return merged
+
+
+def schema_markdown(schema: dict | None = None) -> str:
+    """``config/README.md``: every key of the schema with its type, default and meaning."""
+    schema = schema or load_schema()
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `workflow/schemas/config.schema.yaml` by `tokenfilter config-docs` "
+        "(a test checks it is current). The built-in default is `config/config.yaml`; the paper's "
+        "scale is `config/paper.yaml`. A config given with `--configfile` replaces the default "
+        "entirely; keys it leaves out take the defaults below. Every key is validated before any "
+        "job runs, and an error names the key, the bad value and what is allowed.",
+        "",
+        "`<name>` stands for a key you choose (a ladder size, a series, a variant, a filter).",
+        "",
+    ]
+
+    def walk(node: dict, path: str, rows: list) -> None:
+        node = _resolve(node, schema)
+        default = node.get("default", "")
+        desc = " ".join(str(node.get("description", "")).split())
+        rows.append((path, _type_text(node), "" if default == "" else f"`{json_default(default)}`", desc))
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{name}", rows)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            walk(extra, f"{path}.<name>", rows)
+        items = node.get("items")
+        if isinstance(items, dict) and "properties" in _resolve(items, schema):
+            for name, child in _resolve(items, schema)["properties"].items():
+                walk(child, f"{path}[].{name}", rows)
+
+    for section, node in schema["properties"].items():
+        rows: list = []
+        walk(node, section, rows)
+        lines += [f"## `{section}`", "", rows[0][3], "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{p}` | {t} | {d} | {m} |" for p, t, d, m in rows[1:] or rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def json_default(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -22,4 +22,10 @@ def setup_job_logging(log_path: str | os.PathLike | None, level: int = logging.I
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.handlers = [handler]
     logging.captureWarnings(True)
+    try:  # transformers' per-file "Writing model shards" bars say nothing useful in a job log
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     return logger

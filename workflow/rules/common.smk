@@ -1,6 +1,6 @@
 # Shared helpers of the rules: config validation, runs and resources from config, target lists.
 import tokenfilter
-from tokenfilter.config import validate_config
+from tokenfilter.config import load_schema, validate_config
 from tokenfilter.experiments import (
     ARMS,
     BASELINE_SERIES,
@@ -13,7 +13,7 @@ from tokenfilter.experiments import (
 )
 
 # Validate before any job is scheduled; a ConfigError names the key, the value and what is allowed.
-validate_config(config)
+validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
 
 DOMAINS = list(tokenfilter.DOMAINS)
 TOKEN_SPLITS = ["train", "val"] + [f"eval_{d}" for d in DOMAINS]
@@ -36,6 +36,19 @@ def resources_of(section):
     merged.update(config["resources"].get("default", {}))
     merged.update(config["resources"].get(section, {}))
     return merged
+
+
+def corpus_of_split(wildcards):
+    """Token shards of the training corpus come from its splits; eval shards from their own files."""
+    if wildcards.split.startswith("eval_"):
+        return f"results/data/eval/{wildcards.split.removeprefix('eval_')}.parquet"
+    return "results/data/corpus.parquet"
+
+
+def synthetic_params():
+    from tokenfilter.synthetic.build import SyntheticParams
+
+    return SyntheticParams.from_config(config["data"].get("synthetic", {}))
 
 
 def run_of(wildcards):

@@ -93,12 +93,6 @@ rule train_tokenizer:
         "../scripts/train_tokenizer.py"
 
 
-def corpus_of_split(wildcards):
-    if wildcards.split.startswith("eval_"):
-        return f"results/data/eval/{wildcards.split.removeprefix('eval_')}.parquet"
-    return "results/data/corpus.parquet"
-
-
 rule tokenize:
     input:
         corpus=corpus_of_split,
@@ -128,7 +122,7 @@ rule corpus_stats:
         html=report("results/data/stats.html", caption="../report/stats.rst", category="1. Data", labels={"table": "corpus statistics"}),
         histogram=report("results/data/forget_histogram.png", caption="../report/forget_histogram.rst", category="1. Data", labels={"figure": "forget share per document (Fig 24)"}),
     params:
-        doc_label_min_forget=config["data"]["synthetic"].get("documents", {}).get("doc_label_min_forget", 0.5),
+        doc_label_min_forget=synthetic_params().documents.doc_label_min_forget,
     log:
         "results/logs/data/corpus_stats.log",
     resources:

@@ -10,8 +10,7 @@ from tokenfilter.train import TrainSpec, train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
-spec = dict(sm.params.spec, out_dir=str(Path(sm.output.summary).parent), checkpoint_dir=sm.params.checkpoint_dir,
-            progress=False)
+spec = dict(sm.params.spec, out_dir=str(Path(sm.output.summary).parent), checkpoint_dir=sm.params.checkpoint_dir)
 if sm.params.gpus > 1:
     spec_path = Path(sm.params.checkpoint_dir) / "spec.json"
     spec_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,99 @@
+"""Overhead of the token arms (mask, remove) against the baseline arm, in training tokens/s.
+
+The arms differ only in what a step does besides the model: reading the per-token forget
+scores, turning them into flags, substituting <|hidden|> (remove) and weighting the loss. This
+benchmark trains the same model on the same data with each arm, interleaved over several
+repeats in one process, and reports median tokens/s and the overhead relative to the baseline.
+The target is at most 3% (docs/benchmarks.md).
+
+    python benchmarks/bench_arms.py --repeats 5 --json-out /tmp/arms.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def build_world(root: Path, n_docs: int) -> tuple[Path, Path]:
+    from tokenfilter.annotate import annotate_truth
+    from tokenfilter.corpus import iter_corpus
+    from tokenfilter.shards import tokenize_corpus
+    from tokenfilter.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+    from tokenfilter.tokenizer import build_tokenizer
+
+    out = default_outputs(root / "data")
+    generate_synthetic(SyntheticParams(n_docs=n_docs, n_eval_docs=10), seed=1, val_fraction=0.0, out=out)
+    tokenizer = build_tokenizer("train", (r["text"] for r in iter_corpus(out["corpus"], ["text"])), vocab_size=1024)
+    shard = root / "tokens"
+    tokenize_corpus(out["corpus"], tokenizer, shard, split="train", progress=False)
+    annotate_truth(shard, root / "scores", context_window=8)
+    return shard, root / "scores"
+
+
+def tokens_per_second(arm: str, shard: Path, scores: Path, root: Path, args) -> float:
+    from tokenfilter.train import TrainSpec, train
+
+    tag = f"{arm}-{time.time_ns()}"
+    spec = TrainSpec(
+        run=f"bench/{tag}", arm=arm,
+        model={"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "block_size": args.seq},
+        train_shard=str(shard), scores_dir=str(scores),
+        filtering={"token_threshold": 0.5, "document_threshold": 0.3, "fraction": None, "noise": 0.0, "delay": 0.0},
+        batch_tokens=args.seq * args.batch, micro_batch_size=args.batch, tokens_per_param=args.tokens_per_param,
+        snapshots=0, checkpoint_every=10**9, log_every=5, threads=args.threads, progress=False,
+        out_dir=str(root / "runs" / tag), checkpoint_dir=str(root / "ckpt" / tag),
+    )
+    train(spec)
+    log = [json.loads(line) for line in (root / "runs" / tag / "train_log.jsonl").read_text().splitlines()]
+    steady = log[len(log) // 4:]  # skip warm-up intervals
+    return statistics.median(r["tokens_per_s"] for r in steady)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-docs", type=int, default=6000)
+    parser.add_argument("--n-layer", type=int, default=2)
+    parser.add_argument("--n-embd", type=int, default=64)
+    parser.add_argument("--n-head", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--tokens-per-param", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shard, scores = build_world(root, args.n_docs)
+        arms = ["baseline", "mask", "remove"]
+        samples: dict[str, list[float]] = {arm: [] for arm in arms}
+        for r in range(args.repeats):
+            for arm in arms[r % 3:] + arms[: r % 3]:  # rotate the order so no arm always goes first
+                samples[arm].append(tokens_per_second(arm, shard, scores, root, args))
+    medians = {arm: statistics.median(v) for arm, v in samples.items()}
+    result = {
+        "torch": torch.__version__, "threads": args.threads, "shape": f"{args.n_embd}x{args.n_layer}",
+        "seq": args.seq, "batch": args.batch, "repeats": args.repeats, "samples": samples, "median_tokens_per_s": medians,
+        "overhead_pct": {arm: 100 * (1 - medians[arm] / medians["baseline"]) for arm in ("mask", "remove")},
+    }
+    print(f"{'arm':<10}{'median tok/s':>14}{'overhead':>10}")
+    for arm in arms:
+        over = "" if arm == "baseline" else f"{result['overhead_pct'][arm]:+.1f}%"
+        print(f"{arm:<10}{medians[arm]:>14.0f}{over:>10}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

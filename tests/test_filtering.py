@@ -1,0 +1,123 @@
+"""The four arms and their modifiers (DESIGN §3), including correctness traps 2 and 4."""
+
+import numpy as np
+import pytest
+import torch
+
+from tokenfilter.errors import ConfigError
+from tokenfilter.filtering import (
+    FilterPlan,
+    apply_arm,
+    document_threshold_for_fraction,
+    forget_flags,
+    kept_documents,
+    make_plan,
+    threshold_for_fraction,
+)
+
+HIDDEN = 1
+
+
+def _batch():
+    # Two windows of T+1 = 6 tokens; flags mark forget tokens.
+    tokens = torch.tensor([[10, 11, 12, 13, 14, 15], [20, 21, 22, 23, 24, 25]])
+    flags = torch.tensor([[0, 1, 1, 0, 0, 1], [1, 0, 0, 0, 1, 0]], dtype=torch.bool)
+    return tokens, flags
+
+
+def test_mask_drops_exactly_the_positions_whose_target_is_forget():
+    """Trap 2: position t's loss is dropped when token t+1 (its target) is forget."""
+    tokens, flags = _batch()
+    inputs, targets, weights = apply_arm("mask", tokens, flags, HIDDEN)
+    assert torch.equal(inputs, tokens[:, :-1])  # masking never changes what the model reads
+    assert torch.equal(targets, tokens[:, 1:])
+    expected = torch.tensor([[0, 0, 1, 1, 0], [1, 1, 1, 0, 1]], dtype=torch.float32)
+    assert torch.equal(weights, expected)
+    # Every zero-weight position predicts a forget token, every forget target has zero weight.
+    assert torch.equal(weights == 0, flags[:, 1:])
+
+
+def test_mask_keys_on_target_not_input():
+    """The authors' code masked on the input token; a forget *input* alone must not drop the loss."""
+    tokens = torch.tensor([[5, 6, 7]])
+    flags = torch.tensor([[True, False, False]])  # only the first input is forget
+    _, _, weights = apply_arm("mask", tokens, flags, HIDDEN)
+    assert weights.tolist() == [[1.0, 1.0]]
+
+
+def test_remove_never_shows_a_forget_token_in_the_inputs():
+    tokens, flags = _batch()
+    inputs, targets, weights = apply_arm("remove", tokens, flags, HIDDEN)
+    forget_inputs = flags[:, :-1]
+    assert (inputs[forget_inputs] == HIDDEN).all()
+    assert torch.equal(inputs[~forget_inputs], tokens[:, :-1][~forget_inputs])
+    forget_ids = set(tokens[flags].tolist())
+    assert not forget_ids & set(inputs.flatten().tolist())
+    assert torch.equal(weights == 0, flags[:, 1:])  # and their targets are masked
+
+
+@pytest.mark.parametrize("arm", ["baseline", "document"])
+def test_untouched_arms(arm):
+    tokens, flags = _batch()
+    inputs, targets, weights = apply_arm(arm, tokens, flags, HIDDEN)
+    assert torch.equal(inputs, tokens[:, :-1]) and torch.equal(targets, tokens[:, 1:])
+    assert (weights == 1).all()
+
+
+def test_threshold_for_fraction_flags_that_fraction():
+    rng = np.random.default_rng(0)
+    scores = rng.random(10_000).astype(np.float32)
+    for fraction in (0.03, 0.12, 0.5):
+        t = threshold_for_fraction(scores, fraction)
+        assert abs(np.mean(scores >= t) - fraction) < 1e-3
+
+
+def test_threshold_never_flags_tokens_without_evidence():
+    """Trap 4's cousin: with many zero scores (EOT among them) a large fraction stops at the
+    positive scores instead of flagging zeros."""
+    scores = np.array([0.0] * 80 + [0.3] * 10 + [0.9] * 10, dtype=np.float32)
+    t = threshold_for_fraction(scores, 0.5)
+    assert t == pytest.approx(0.3)
+    assert np.mean(scores >= t) == pytest.approx(0.2)
+
+
+def test_document_threshold_for_fraction_drops_highest_scoring_documents():
+    doc_scores = np.array([0.9, 0.1, 0.5, 0.0, 0.7], dtype=np.float32)
+    lengths = np.array([100, 100, 100, 100, 100])
+    t = document_threshold_for_fraction(doc_scores, lengths, 0.4)
+    plan = FilterPlan("document", document_threshold=t)
+    kept = kept_documents(plan, doc_scores)
+    assert kept.tolist() == [False, True, True, True, False]
+    assert 1 - lengths[kept].sum() / lengths.sum() == pytest.approx(0.4)
+
+
+def test_noise_flips_labels_at_the_rate_and_deterministically():
+    plan = FilterPlan("mask", token_threshold=0.5, noise=0.2, noise_seed=3)
+    scores = np.zeros(200_000, dtype=np.float32)
+    positions = np.arange(200_000)
+    flags = forget_flags(plan, scores, positions, step=0)
+    assert abs(flags.mean() - 0.2) < 0.005
+    # The same token gets the same noisy label whenever it is read (a noisy classifier).
+    again = forget_flags(plan, scores[5000:6000], positions[5000:6000], step=17)
+    assert np.array_equal(again, flags[5000:6000])
+
+
+def test_delay_switches_filtering_on_at_the_step():
+    plan = FilterPlan("remove", token_threshold=0.5, delay_steps=10)
+    scores = np.ones(8, dtype=np.float32)
+    assert not forget_flags(plan, scores, np.arange(8), step=9).any()
+    assert forget_flags(plan, scores, np.arange(8), step=10).all()
+
+
+def test_make_plan_resolves_fraction_and_delay():
+    scores = np.linspace(0, 1, 1000, dtype=np.float32)
+    plan = make_plan("mask", {"token_threshold": 0.5, "fraction": 0.1, "delay": 0.4, "noise": 0.0},
+                     scores, None, None, total_steps=50, seed=1)
+    assert plan.delay_steps == 20
+    assert np.mean(scores >= plan.token_threshold) == pytest.approx(0.1, abs=0.002)
+    assert make_plan("baseline", {}, None, None, None, 50, 1).arm == "baseline"
+
+
+def test_document_arm_rejects_token_modifiers():
+    with pytest.raises(ConfigError, match="token arms only"):
+        FilterPlan("document", document_threshold=0.5, delay_steps=3)

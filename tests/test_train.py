@@ -1,0 +1,142 @@
+"""The trainer: schedule, accounting, gradient accumulation, and exact resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokenfilter.annotate import annotate_truth
+from tokenfilter.io import read_jsonl
+from tokenfilter.train import TrainSpec, lr_at, snapshot_steps, train
+
+MODEL = {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 32}
+
+
+@pytest.fixture(scope="module")
+def scores_dir(tiny_world):
+    out = tiny_world["root"] / "annotate" / "truth"
+    if not out.exists():
+        annotate_truth(tiny_world["shards"]["train"], out, context_window=4)
+    return out
+
+
+def _spec(tiny_world, scores_dir, tmp_path, name="run", **overrides) -> TrainSpec:
+    fields = dict(
+        run=f"test/{name}", arm="mask", model=MODEL, train_shard=str(tiny_world["shards"]["train"]),
+        scores_dir=str(scores_dir),
+        filtering={"token_threshold": 0.5, "document_threshold": 0.3, "fraction": None, "noise": 0.0, "delay": 0.0},
+        lr=1e-2, batch_tokens=512, micro_batch_size=16, tokens_per_param=4, snapshots=2,
+        checkpoint_every=10, log_every=1, out_dir=str(tmp_path / f"{name}_out"),
+        checkpoint_dir=str(tmp_path / f"{name}_ckpt"), progress=False,
+    )
+    fields.update(overrides)
+    return TrainSpec(**fields)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    lrs = [lr_at(s, 100, 1.0, 0.1, 0.1) for s in range(120)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:100], lrs[10:100]))
+    assert lrs[100] == pytest.approx(0.1) and lrs[119] == pytest.approx(0.1)
+    assert snapshot_steps(100, 3) == [25, 50, 75]
+
+
+def test_run_writes_outputs_and_accounts_tokens(tiny_world, scores_dir, tmp_path):
+    spec = _spec(tiny_world, scores_dir, tmp_path)
+    summary = train(spec)
+    out = Path(spec.out_dir)
+    assert (out / "model" / "model.safetensors").is_file() and (out / "summary.json").is_file()
+    assert len(list((out / "snapshots").iterdir())) == 2
+    assert summary["tokens"] == summary["steps"] * 512
+    assert summary["tokens"] >= summary["nominal_tokens"]
+    # Masking drops the loss-bearing count by about the forget share of training tokens.
+    masked = 1 - summary["loss_bearing_tokens"] / summary["tokens"]
+    assert abs(masked - summary["filtered_fraction"]) < 0.08
+    assert not Path(spec.checkpoint_dir).exists()  # the resumable checkpoint is cleaned up
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, summary["steps"] + 1))
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_loss_bearing_budget_trains_longer_for_masked_runs(tiny_world, scores_dir, tmp_path):
+    processed = train(_spec(tiny_world, scores_dir, tmp_path, "p", snapshots=0))
+    bearing = train(_spec(tiny_world, scores_dir, tmp_path, "b", snapshots=0, budget="loss_bearing"))
+    assert bearing["steps"] > processed["steps"]
+    assert bearing["loss_bearing_tokens"] >= bearing["nominal_tokens"]
+
+
+def test_gradient_accumulation_equals_one_big_batch(tiny_world, scores_dir, tmp_path):
+    """Micro-batches are normalised by the whole step's loss-bearing count (loss.py), so two
+    micro-batches of 8 update exactly like one of 16, even with masked targets."""
+    one = train(_spec(tiny_world, scores_dir, tmp_path, "one", snapshots=0, tokens_per_param=1))
+    two = train(_spec(tiny_world, scores_dir, tmp_path, "two", snapshots=0, tokens_per_param=1, micro_batch_size=8))
+    losses_one = [r["loss"] for r in read_jsonl(Path(tmp_path / "one_out" / "train_log.jsonl"))]
+    losses_two = [r["loss"] for r in read_jsonl(Path(tmp_path / "two_out" / "train_log.jsonl"))]
+    assert one["steps"] == two["steps"]
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-4, atol=1e-5)
+
+
+def _launch(spec: TrainSpec, tmp_path: Path) -> subprocess.Popen:
+    spec_path = tmp_path / f"{Path(spec.out_dir).name}.json"
+    spec_path.write_text(json.dumps(spec.__dict__))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "tokenfilter.train", str(spec_path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_checkpoint(spec: TrainSpec, proc: subprocess.Popen, min_step: int) -> None:
+    state = Path(spec.checkpoint_dir) / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.is_file():
+            try:
+                if json.loads(state.read_text())["step"] >= min_step:
+                    return
+            except (json.JSONDecodeError, KeyError):
+                pass
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_losses(tiny_world, scores_dir, tmp_path, how):
+    """A run killed mid-way (SIGKILL: no warning; SIGTERM: checkpoints and exits 143) and then
+    restarted reproduces the uninterrupted run's per-step losses."""
+    reference = train(_spec(tiny_world, scores_dir, tmp_path, "reference", tokens_per_param=8))
+    ref_log = read_jsonl(tmp_path / "reference_out" / "train_log.jsonl")
+
+    spec = _spec(tiny_world, scores_dir, tmp_path, "killed", tokens_per_param=8)
+    proc = _launch(spec, tmp_path)
+    _wait_for_checkpoint(spec, proc, min_step=20)
+    proc.send_signal(how)
+    code = proc.wait(timeout=60)
+    if code == 0:
+        pytest.skip("the run finished before the signal arrived")
+    if how == signal.SIGTERM:
+        assert code == 143
+        state = json.loads((Path(spec.checkpoint_dir) / "checkpoint" / "trainer_state.json").read_text())
+        assert state["step"] >= 20
+
+    resumed = train(spec)
+    assert resumed["resumed_from"] and resumed["resumed_from"][0] >= 20
+    assert resumed["steps"] == reference["steps"]
+    log = read_jsonl(Path(spec.out_dir) / "train_log.jsonl")
+    assert [r["step"] for r in log] == [r["step"] for r in ref_log]
+    np.testing.assert_allclose([r["loss"] for r in log], [r["loss"] for r in ref_log], rtol=1e-5, atol=1e-6)
+    assert sorted(os.listdir(Path(spec.out_dir) / "snapshots")) == sorted(os.listdir(tmp_path / "reference_out" / "snapshots"))
+
+
+def test_checkpoint_of_a_different_spec_is_not_resumed(tiny_world, scores_dir, tmp_path):
+    spec = _spec(tiny_world, scores_dir, tmp_path, "a", tokens_per_param=2, keep_checkpoints=True)
+    train(spec)
+    other = _spec(tiny_world, scores_dir, tmp_path, "a", tokens_per_param=2, lr=3e-3)  # same dirs, new lr
+    assert other.fingerprint() != spec.fingerprint()
+    summary = train(other)
+    assert summary["resumed_from"] == []

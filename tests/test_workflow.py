@@ -1,0 +1,127 @@
+"""The workflow end to end: the whole DAG on a tiny config, incremental reruns, dry runs of the
+real configs, the SLURM profile, the report and the linter."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+TINY = REPO / ".test" / "config.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
+                          cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count} (empty when nothing is to be done)."""
+    jobs = {}
+    table = output.split("Job stats:", 1)
+    if len(table) == 1:
+        return jobs
+    for line in table[1].splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--configfile", str(TINY), "--cores", "2")
+    return workdir
+
+
+def test_whole_dag_runs_and_writes_every_result(tiny_run):
+    results = tiny_run / "results"
+    stats = pd.read_csv(results / "data" / "stats.csv")
+    assert {"docs_without_forget_pct", "docs_over_10pct_forget_pct"} <= set(stats["statistic"])
+    for series in ("main", "thresholds"):
+        for name in ("compute_loss.png", "learning_curves.png", "frontier.png", "slowdown.png", "pareto.png",
+                     "fits.html", "slowdowns.html"):
+            assert (results / "analysis" / series / name).stat().st_size > 0, (series, name)
+    losses = pd.read_csv(results / "analysis" / "main" / "losses.csv")
+    assert set(losses["arm"]) == {"baseline", "document", "mask", "remove"}
+    assert set(losses["size"]) == {"a", "b", "c"}
+    assert losses["final"].sum() == 12 * 3  # 12 runs x 3 eval sets
+    card = pd.read_csv(results / "analysis" / "scorecard.csv")
+    assert len(card) >= 8 and set(card["verdict"]) <= {"holds", "does not hold", "not measured"}
+    # Verdicts come from the results: the comparisons that need only the main series are measured.
+    assert (card["verdict"] != "not measured").sum() >= 5
+    # Training checkpoints live outside the declared outputs and are gone after success.
+    assert not (results / "checkpoints").exists() or not any((results / "checkpoints").rglob("*.safetensors"))
+
+
+def test_second_run_schedules_nothing(tiny_run):
+    proc = snakemake(tiny_run, "--configfile", str(TINY), "-n")
+    assert planned_jobs(proc.stdout) == {}, proc.stdout[-2000:]
+
+
+def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["evaluation"]["max_tokens"] = 1000
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
+    assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "scorecard", "all"}, jobs
+    assert jobs["evaluate_text"] == 16
+
+
+def test_changing_one_series_variant_retrains_only_that_run(tiny_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["experiments"]["thresholds"]["variants"]["f50"] = {"fraction": 0.4}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
+    assert jobs.get("pretrain") == 2, jobs  # document and mask of variant f50; nothing else trains
+
+
+def test_report_is_one_self_contained_html(tiny_run):
+    snakemake(tiny_run, "--configfile", str(TINY), "--report", "report.html")
+    html = (tiny_run / "report.html").read_text(errors="ignore")
+    assert len(html) > 100_000
+    assert "scorecard" in html.lower() and "Pretraining: main" in html
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+def test_dry_run_of_the_shipped_configs(tmp_path, config):
+    proc = snakemake(tmp_path, "--configfile", str(REPO / config), "-n")
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["pretrain"] >= 20 and jobs["scorecard"] == 1
+
+
+def test_dry_run_through_the_slurm_profile(tmp_path):
+    shutil.copytree(REPO / "slurm", tmp_path / "slurm")
+    proc = snakemake(tmp_path, "--profile", "slurm", "--configfile", str(REPO / "config/paper.yaml"), "-n")
+    assert planned_jobs(proc.stdout)["pretrain"] >= 20
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["training"]["budget"] = "unlimited"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--configfile", str(bad), "-n", check=False)
+    assert proc.returncode != 0
+    assert "training.budget" in proc.stdout + proc.stderr and "'unlimited'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(REPO, "--lint", check=False)
+    assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
