@@ -105,9 +105,10 @@ def threshold_table(document_points, token_points, size="m") -> pd.DataFrame:
 
 
 TOKEN_FRONTIER = [(2.00, 3.0), (2.02, 3.3), (2.05, 3.6), (2.10, 4.0)]
-DOC_DOMINATED = [(2.01, 3.05), (2.04, 3.3), (2.08, 3.5), (2.20, 3.9)]  # last one outside token range
+DOC_DOMINATED = [(2.01, 3.05), (2.04, 3.3), (2.08, 3.5), (2.20, 3.9)]  # last: beaten by (2.10, 4.0)
 DOC_BETTER = [(2.01, 3.05), (2.04, 3.6)]  # token frontier at 2.04 is 3.5 < 3.6
-DOC_NO_OVERLAP = [(2.3, 3.0), (2.4, 3.5)]
+DOC_RIGHT = [(2.3, 3.0), (2.4, 3.5)]  # costlier than every token point and forgets less: beaten
+DOC_LEFT = [(1.9, 2.5)]  # cheaper than every token point: the token arm cannot match it
 
 
 # --- power-law fit and slowdowns -------------------------------------------------------------
@@ -206,9 +207,9 @@ def test_final_losses_is_wide_and_ignores_intermediate_checkpoints():
 def test_pareto_token_dominates():
     res = pareto_comparison(threshold_table(DOC_DOMINATED, {"remove": TOKEN_FRONTIER}), "remove")
     assert res["n_document_points"] == 4
-    assert res["n_comparable"] == 3 and res["n_token_wins"] == 3 and res["dominates"]
-    assert res["mean_margin"] == pytest.approx((0.1 + 0.2 + 0.34) / 3)
-    assert [p["comparable"] for p in res["points"]] == [True, True, True, False]
+    assert res["n_comparable"] == 4 and res["n_token_wins"] == 4 and res["dominates"]
+    # Interpolated frontier at 2.01, 2.04, 2.08; beyond the token range the best token point.
+    assert res["mean_margin"] == pytest.approx((0.1 + 0.2 + 0.34 + 0.1) / 4)
 
 
 def test_pareto_token_does_not_dominate():
@@ -217,9 +218,15 @@ def test_pareto_token_does_not_dominate():
     assert res["mean_margin"] == pytest.approx((0.1 - 0.1) / 2, abs=1e-12)
 
 
-def test_pareto_no_overlap_and_ties():
-    res = pareto_comparison(threshold_table(DOC_NO_OVERLAP, {"remove": TOKEN_FRONTIER}), "remove")
-    assert res["n_comparable"] == 0 and not res["dominates"] and math.isnan(res["mean_margin"])
+def test_pareto_outside_the_token_range_and_ties():
+    # Document points costlier than every token point are beaten by a token point directly.
+    res = pareto_comparison(threshold_table(DOC_RIGHT, {"remove": TOKEN_FRONTIER}), "remove")
+    assert res["n_comparable"] == 2 and res["dominates"]
+    assert res["mean_margin"] == pytest.approx((1.0 + 0.5) / 2)
+    # A document point cheaper than every token point cannot be matched: no dominance.
+    res = pareto_comparison(threshold_table(DOC_LEFT, {"remove": TOKEN_FRONTIER}), "remove")
+    assert res["n_comparable"] == 1 and res["n_token_wins"] == 0 and not res["dominates"]
+    assert math.isnan(res["mean_margin"])
     # A document point lying exactly on the token frontier counts as a token win (≥).
     wide = pd.DataFrame({"arm": ["remove", "remove", "document"], "retain_near": [1.0, 2.0, 1.5],
                          "forget": [3.0, 4.0, 3.5]})
@@ -249,7 +256,7 @@ def test_scorecard_all_claims_hold():
     assert (card["row_class"] == "holds").all()
     first = card.iloc[0]["measured"]
     assert "removal 300×" in first and "document 5×" in first and "EXTRAPOLATED" in first
-    assert "3/3" in card.iloc[6]["measured"]
+    assert "4/4" in card.iloc[6]["measured"]
 
 
 def test_scorecard_claims_fail():
@@ -271,9 +278,9 @@ def test_scorecard_not_measured_on_missing_inputs():
     card = evaluate_claims(None, None, thr)
     assert card["verdict"].tolist() == ["not measured"] * 6 + ["not measured", "holds", "not measured"]
     assert "no masking runs" in card.iloc[6]["measured"]
-    # No comparable points: not measured rather than a verdict.
-    card = evaluate_claims(None, None, threshold_table(DOC_NO_OVERLAP, {"remove": TOKEN_FRONTIER}))
-    assert card.iloc[7]["verdict"] == "not measured"
+    # A document point the token arm cannot match at any retain cost: the claim fails.
+    card = evaluate_claims(None, None, threshold_table(DOC_LEFT, {"remove": TOKEN_FRONTIER}))
+    assert card.iloc[7]["verdict"] == "does not hold"
 
 
 # --- plots -----------------------------------------------------------------------------------

@@ -66,9 +66,10 @@ def test_defaults_are_filled(cfg):
     assert cfg["data"]["val_fraction"] == 0.01
     assert cfg["seed"] == 1337
     assert cfg["analysis"]["scorecard"] == {"main": "main", "thresholds": "thresholds"}
-    assert cfg["filters"]["truth"]["context_window"] == 8
+    assert list(cfg["filters"]) == ["truth"]  # the default filter source ...
+    assert cfg["filters"]["truth"]["kind"] == "truth"
+    assert cfg["filters"]["truth"]["context_window"] == 8  # ... with its own defaults filled in
     assert cfg["analysis"]["fit_sizes"] is None
-    assert cfg["filters"] == {"truth": {"kind": "truth", "context_window": 8}}
     assert all(cfg["tokenizer"][k] == v for k, v in given.items())  # given values are kept
 
 

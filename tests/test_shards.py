@@ -225,17 +225,12 @@ def _half_labelled_corpus(path):
 
 def test_mixed_label_presence_rejected_across_batches(world, tmp_path):
     _half_labelled_corpus(tmp_path / "c.parquet")
-    with pytest.raises(ValueError, match="some documents have forget_spans and some do not"):
+    with pytest.raises(ValueError, match="ground truth for all documents or for none"):
         tokenize_corpus(tmp_path / "c.parquet", world["tok"], tmp_path / "out", batch_docs=1, progress=False)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG shards.tokenize_corpus: a corpus where some documents have forget_spans and some do not is "
-    "rejected (ValueError) only when the two kinds fall in different batches; within one batch "
-    "(default batch_docs=512) the mix silently yields an unlabelled shard, so the outcome depends on "
-    "batch_docs"))
 def test_mixed_label_presence_rejected_within_one_batch(world, tmp_path):
     _half_labelled_corpus(tmp_path / "c.parquet")
-    with pytest.raises(ValueError, match="some documents have forget_spans and some do not"):
+    with pytest.raises(ValueError, match="ground truth for all documents or for none"):
         tokenize_corpus(tmp_path / "c.parquet", world["tok"], tmp_path / "out", progress=False)

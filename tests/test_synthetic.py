@@ -271,3 +271,22 @@ def test_corpus_statistics_match_paper_app_c2(tmp_path):
     assert stats["n_docs"] == 4000
     assert abs(stats["docs_without_forget_pct"] - 23.0) <= 5, stats
     assert abs(stats["docs_over_10pct_forget_pct"] - 37.0) <= 5, stats
+
+
+# --- small worlds the config schema allows -----------------------------------------------------
+
+@pytest.mark.parametrize("override", [{"world_scale": 0.2}, {"pathogen_fraction": 0.0}],
+                         ids=["world_scale_0.2", "pathogen_fraction_0"])
+def test_small_worlds_allowed_by_schema_generate(tmp_path, override):
+    from tokenfilter.errors import ConfigError
+
+    params = SyntheticParams(n_docs=30, n_eval_docs=3, **override)
+    try:
+        summary = generate_synthetic(params, 1, 0.1, default_outputs(tmp_path))
+    except ConfigError as exc:  # acceptable: a clear error naming the setting
+        assert next(iter(override)) in str(exc)
+    else:
+        for domain in EVAL_DOMAINS:
+            for item in read_jsonl(default_outputs(tmp_path)[f"mcq_{domain}"]):
+                assert len(set(item["choices"])) == 4
+        assert summary["n_docs"] == 30

@@ -140,3 +140,23 @@ def test_checkpoint_of_a_different_spec_is_not_resumed(tiny_world, scores_dir, t
     assert other.fingerprint() != spec.fingerprint()
     summary = train(other)
     assert summary["resumed_from"] == []
+
+
+@pytest.mark.slow
+def test_ddp_on_two_processes_matches_one_process(tiny_world, scores_dir, tmp_path):
+    """torchrun with 2 CPU processes (gloo) reads the same windows per step as one process with
+    twice the micro-batch, and trains to the same losses."""
+    single = _spec(tiny_world, scores_dir, tmp_path, "single", tokens_per_param=2, snapshots=0)
+    train(single)
+    ddp = _spec(tiny_world, scores_dir, tmp_path, "ddp", tokens_per_param=2, snapshots=0, micro_batch_size=8)
+    spec_path = tmp_path / "ddp.json"
+    spec_path.write_text(json.dumps(ddp.__dict__))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "tokenfilter.train",
+                           str(spec_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((Path(ddp.out_dir) / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["batch_tokens"] == 512
+    ref = [r["loss"] for r in read_jsonl(Path(single.out_dir) / "train_log.jsonl")]
+    got = [r["loss"] for r in read_jsonl(Path(ddp.out_dir) / "train_log.jsonl")]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

@@ -125,3 +125,47 @@ def test_bad_config_stops_before_any_job(tmp_path):
 def test_lint_is_clean(tmp_path):
     proc = snakemake(REPO, "--lint", check=False)
     assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
+    """A real-data config reading local jsonl files (the `files` source), built in tmp_path."""
+    data = tmp_path / "input"
+    data.mkdir()
+    (data / "web.jsonl").write_text("\n".join(corpus_lines) + "\n")
+    for domain in ("forget", "retain_near", "retain_far"):
+        (data / f"{domain}.jsonl").write_text(
+            "\n".join(f'{{"text": "held-out {domain} document {i} with some words in it."}}' for i in range(30)) + "\n")
+    config = yaml.safe_load(TINY.read_text())
+    config["data"] = {
+        "source": "files",
+        "files": [{"glob": str(data / "web.jsonl"), "domain": "unknown"}],
+        "eval_text": {d: {"source": "files", "files": [{"glob": str(data / f"{d}.jsonl"), "domain": d}]}
+                      for d in ("forget", "retain_near", "retain_far")},
+    }
+    config["filters"] = {"clf": {"kind": "classifier", "classifier": "bilm"}}
+    config["filtering"]["filter"] = "clf"
+    path = tmp_path / "files.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_real_corpus_from_local_files_goes_through_the_data_stage(tmp_path):
+    lines = [f'{{"text": "Document number {i} talks about rivers, markets and the old town."}}' for i in range(200)]
+    config = _files_config(tmp_path, lines)
+    snakemake(tmp_path, "--configfile", str(config), "--cores", "2", "results/data/tokens/train",
+              "results/data/tokens/eval_forget")
+    meta = yaml.safe_load((tmp_path / "results/data/tokens/train/meta.json").read_text())
+    assert meta["n_docs"] > 150 and meta["has_labels"] is False
+    summary = yaml.safe_load((tmp_path / "results/data/ingest.json").read_text())
+    assert summary["n_docs"] == 200
+
+
+def test_a_malformed_record_stops_the_run_naming_file_and_line(tmp_path):
+    lines = [f'{{"text": "Document {i}."}}' for i in range(10)]
+    lines[6] = '{"text": "broken'
+    config = _files_config(tmp_path, lines)
+    proc = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "results/data/corpus.parquet", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/data/ingest_corpus.log").read_text()
+    assert "web.jsonl:7: malformed JSON" in log
+    assert not (tmp_path / "results/data/corpus.parquet").exists()

@@ -284,22 +284,24 @@ def _frontier(points: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndar
 
 def pareto_comparison(df_points: pd.DataFrame, token_arm: str, document_arm: str = "document",
                       x: str = "retain_near", y: str = "forget") -> dict:
-    """Does the token arm's frontier dominate the document arm's points (paper §4.1, Fig 3)?
+    """Does the token arm Pareto-dominate the document arm's points (paper §4.1, Fig 3)?
 
-    For each document point (r_d, f_d), the token arm's points of the same size (sorted by x,
-    joined piecewise-linearly) give its forget loss f_t(r_d) at equal retain loss. The token arm
-    wins there if f_t(r_d) ≥ f_d (higher forget loss at no more retain loss; equivalently, since
-    the frontier rises with retain loss, it reaches f_d at no more retain loss). Only document
-    points with r_d inside the token arm's retain-loss range are compared: outside it the frontier
-    would be extrapolated.
+    Higher forget loss (y) and lower retain loss (x) are better. For each document point
+    (r_d, f_d), the token arm's points of the same size, joined piecewise-linearly in x (a
+    threshold between two measured ones), give what the token arm attains. The best it reaches
+    at a retain loss no higher than r_d is the larger of (a) the forget loss of any token point
+    with x ≤ r_d and (b) the interpolated frontier at r_d, where r_d lies inside the token
+    points' x range. The token arm wins at that point if that best is ≥ f_d; it cannot win if
+    every token point costs more retain loss than r_d.
 
     ``df_points`` is the tidy loss table (final checkpoints are used) or a wide table with
     columns ``arm``, ``x``, ``y`` (and optionally ``size``, ``variant``).
 
-    Returns a dict: token_arm, document_arm, x, y, n_document_points, n_comparable, n_token_wins,
-    mean_margin (mean of f_t(r_d) − f_d over comparable points; > 0 favours the token arm; NaN
-    when none), dominates (True iff ≥ 1 comparable point and the token arm wins at all of them),
-    and points (one dict per document point).
+    Returns a dict: token_arm, document_arm, x, y, n_document_points, n_token_points,
+    n_comparable (document points with a token point of the same size), n_token_wins,
+    mean_margin (mean over comparable points of best − f_d where defined; > 0 favours the token
+    arm), dominates (True iff ≥ 1 comparable point and the token arm wins at all of them), and
+    points (one dict per document point).
     """
     pts = _points(df_points, x, y)
     group_key = "size" if "size" in pts.columns else None
@@ -310,18 +312,22 @@ def pareto_comparison(df_points: pd.DataFrame, token_arm: str, document_arm: str
         same = tok if group_key is None else tok[tok[group_key] == rec[group_key]]
         r_d, f_d = float(rec[x]), float(rec[y])
         entry = {"size": rec.get("size"), "variant": rec.get("variant"), x: r_d, y: f_d,
-                 "token_" + y: math.nan, "margin": math.nan, "comparable": False, "token_wins": False}
+                 "token_" + y: math.nan, "margin": math.nan, "comparable": not same.empty, "token_wins": False}
         if not same.empty:
             xs, ys = _frontier(same, x, y)
+            candidates = list(ys[xs <= r_d])
             if xs[0] <= r_d <= xs[-1]:
-                f_t = float(np.interp(r_d, xs, ys))
-                margin = f_t - f_d
+                candidates.append(float(np.interp(r_d, xs, ys)))
+            if candidates:
+                best = float(max(candidates))
+                margin = best - f_d
                 # Ties count as wins (≥); the slack only absorbs float rounding.
-                entry.update({"token_" + y: f_t, "margin": margin, "comparable": True,
+                entry.update({"token_" + y: best, "margin": margin,
                               "token_wins": margin >= -1e-12 * max(1.0, abs(f_d))})
         details.append(entry)
     comparable = [e for e in details if e["comparable"]]
     wins = sum(e["token_wins"] for e in comparable)
+    margins = [e["margin"] for e in comparable if np.isfinite(e["margin"])]
     return {
         "token_arm": token_arm,
         "document_arm": document_arm,
@@ -331,7 +337,7 @@ def pareto_comparison(df_points: pd.DataFrame, token_arm: str, document_arm: str
         "n_token_points": len(tok),
         "n_comparable": len(comparable),
         "n_token_wins": wins,
-        "mean_margin": float(np.mean([e["margin"] for e in comparable])) if comparable else math.nan,
+        "mean_margin": float(np.mean(margins)) if margins else math.nan,
         "dominates": bool(comparable) and wins == len(comparable),
         "points": details,
     }

@@ -7,9 +7,14 @@ the classifier stage adds trained classifiers that write the same files.
 The ``truth`` score is ``0.5·label + 0.5·(mean label in a ±w window)``. A threshold of 0.5
 selects exactly the ground-truth forget tokens, while the window term ranks tokens within each
 class, as a contextual classifier's confidence would: tokens deep inside medical passages come
-first, then their edges; among retain tokens, those next to medical text come first. That makes
-"filter x% of tokens" thresholds (paper Fig 3) meaningful with ground truth alone.
-The document score is the document's share of ground-truth forget tokens.
+first, then their edges; among retain tokens, those next to medical text come first. Tokens with
+equal scores are ordered by a deterministic per-position offset smaller than the step between
+score levels, so "filter x% of tokens" thresholds (paper Fig 3) reach x% exactly.
+
+``error_rate`` turns the ground truth into a simulated classifier: each token's label is flipped
+with that probability (a fixed draw per token) before scoring, the error model of the paper's
+Fig 12 (its best classifier errs on 11% of tokens against its ground truth). The document score
+is the document's share of ground-truth forget tokens (a perfect document classifier).
 """
 
 from __future__ import annotations
@@ -19,20 +24,28 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenfilter.filtering import position_uniforms
 from tokenfilter.io import atomic_path, save_array, write_json
 from tokenfilter.shards import TokenShard
 
 
-def truth_token_scores(labels: np.ndarray, context_window: int) -> np.ndarray:
-    """Scores in [0, 1] from 0/1 labels (see the module docstring)."""
-    labels = np.asarray(labels, dtype=np.float32)
-    if context_window == 0 or len(labels) == 0:
-        return labels.copy()
+def truth_token_scores(labels: np.ndarray, context_window: int, error_rate: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Scores from 0/1 labels (see the module docstring): >= 0.5 exactly where the (possibly
+    flipped) label is 1."""
+    positions = np.arange(len(labels))
+    labels = np.asarray(labels).astype(bool)
+    if error_rate > 0:
+        labels = labels ^ (position_uniforms(positions, seed) < error_rate)
+    labels = labels.astype(np.float64)
     w = context_window
-    padded = np.concatenate([np.zeros(w + 1, np.float64), labels.astype(np.float64), np.zeros(w, np.float64)])
+    padded = np.concatenate([np.zeros(w + 1), labels, np.zeros(w)])
     csum = np.cumsum(padded)
     window_mean = (csum[2 * w + 1:] - csum[: len(labels)]) / (2 * w + 1)
-    return (0.5 * labels + 0.5 * window_mean).astype(np.float32)
+    # Score levels are 0.5/(2w+1) apart; an offset below 0.9 of that breaks ties inside a level
+    # without reordering levels or moving any token across 0.5.
+    step = 0.5 / (2 * w + 1)
+    tie_break = 0.9 * step * position_uniforms(positions, seed + 1)
+    return (0.5 * labels + 0.5 * window_mean + tie_break).astype(np.float32)
 
 
 def truth_document_scores(shard: TokenShard) -> np.ndarray:
@@ -40,12 +53,13 @@ def truth_document_scores(shard: TokenShard) -> np.ndarray:
     return (shard.docs["n_forget"] / np.maximum(shard.docs["length"] - 1, 1)).astype(np.float32)
 
 
-def annotate_truth(shard_dir: str | os.PathLike, out_dir: str | os.PathLike, context_window: int) -> dict:
+def annotate_truth(shard_dir: str | os.PathLike, out_dir: str | os.PathLike, context_window: int,
+                   error_rate: float = 0.0, seed: int = 0) -> dict:
     """Write ``token_scores.bin`` (float16), ``doc_scores.npy`` and ``meta.json`` for a shard."""
     shard = TokenShard.open(shard_dir)
     if shard.labels is None:
         raise ValueError(f"{shard_dir}: the truth filter needs ground-truth labels (built-in corpus only)")
-    scores = truth_token_scores(shard.labels, context_window)
+    scores = truth_token_scores(shard.labels, context_window, error_rate, seed)
     # End-of-text tokens are never forget text: keep their score at 0 whatever the window says,
     # so no threshold can remove or mask a document boundary (DESIGN §4 trap 4).
     scores[shard.tokens == shard.meta["special_ids"]["eot"]] = 0.0
@@ -56,6 +70,8 @@ def annotate_truth(shard_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     meta = {
         "source": "truth",
         "context_window": context_window,
+        "error_rate": error_rate,
+        "flagged_at_half": float(np.mean(scores >= 0.5)),
         "n_tokens": shard.n_tokens,
         "n_docs": int(len(shard.docs)),
         "forget_token_fraction": float(shard.labels.mean()),

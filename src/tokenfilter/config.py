@@ -82,7 +82,8 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     if not problems:
         problems = _cross_reference_problems(config)
     if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        unique = list(dict.fromkeys(problems))
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(unique))
     return config
 
 

@@ -103,8 +103,9 @@ def kept_documents(plan: FilterPlan, doc_scores: np.ndarray) -> np.ndarray:
     return ~(doc_scores >= plan.document_threshold)
 
 
-def _uniform_hash(positions: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform [0, 1) number per token position (splitmix64), the same in every epoch."""
+def position_uniforms(positions: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per token position (splitmix64): the same every time a position
+    is read, so per-token randomness (label noise, tie-breaking) survives epochs and resumes."""
     with np.errstate(over="ignore"):
         z = positions.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -123,7 +124,7 @@ def forget_flags(plan: FilterPlan, scores: np.ndarray, positions: np.ndarray, st
         return np.zeros(scores.shape, dtype=bool)
     flags = np.asarray(scores, dtype=np.float32) >= plan.token_threshold
     if plan.noise > 0:
-        flags ^= _uniform_hash(positions, plan.noise_seed) < plan.noise
+        flags ^= position_uniforms(positions, plan.noise_seed) < plan.noise
     return flags
 
 

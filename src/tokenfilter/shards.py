@@ -115,11 +115,13 @@ def tokenize_corpus(
                      disable=not progress, mininterval=2.0) as bar:
             for batch in _batches(corpus_path, split, batch_docs):
                 encoded = tokenizer.encode_batch([row["text"] for row in batch])
-                batch_has_labels = all(row["forget_spans"] is not None for row in batch)
                 if has_labels is None:
-                    has_labels = batch_has_labels
-                elif has_labels != batch_has_labels:
-                    raise ValueError(f"{corpus_path}: some documents have forget_spans and some do not")
+                    has_labels = batch[0]["forget_spans"] is not None
+                for row in batch:
+                    if (row["forget_spans"] is not None) != has_labels:
+                        raise ValueError(f"{corpus_path}: document {row['doc_id']} has "
+                                         f"{'no ' if has_labels else ''}forget_spans unlike the documents before "
+                                         "it; a corpus has ground truth for all documents or for none")
                 records = np.zeros(len(batch), dtype=DOC_DTYPE)
                 token_parts, label_parts = [], []
                 for i, (row, (ids, offsets)) in enumerate(zip(batch, encoded)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -138,23 +139,22 @@ class TextTokenizer:
         ``path`` is the ``tokenizer.json`` file; the other files go beside it, so the file a
         workflow rule declares appears only once everything else is in place.
         """
-        from transformers import PreTrainedTokenizerFast  # heavy import, only when saving
-
         path = Path(path)
         directory = path.parent
         directory.mkdir(parents=True, exist_ok=True)
         hf = self.hf_tokenizer()
         tmp_dir = directory / f".save-{os.getpid()}"
-        hf.save_pretrained(tmp_dir)
-        for name in os.listdir(tmp_dir):
-            if name != "tokenizer.json":
-                os.replace(tmp_dir / name, directory / name)
-        write_json(directory / META_FILE, {"special_ids": self.special_ids, "vocab_size": self.vocab_size,
-                                           "padded_vocab_size": padded_vocab_size(self.vocab_size)})
-        with atomic_path(path) as tmp:
-            os.replace(tmp_dir / "tokenizer.json", tmp)
-        tmp_dir.rmdir()
-        del PreTrainedTokenizerFast
+        try:
+            hf.save_pretrained(tmp_dir)
+            for name in os.listdir(tmp_dir):
+                if name != "tokenizer.json":
+                    os.replace(tmp_dir / name, directory / name)
+            write_json(directory / META_FILE, {"special_ids": self.special_ids, "vocab_size": self.vocab_size,
+                                               "padded_vocab_size": padded_vocab_size(self.vocab_size)})
+            with atomic_path(path) as tmp:
+                os.replace(tmp_dir / "tokenizer.json", tmp)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
 
     def hf_tokenizer(self):
         """The tokenizer as a ``transformers.PreTrainedTokenizerFast`` (for lm-eval and generate)."""

@@ -395,7 +395,11 @@ def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     setup_job_logging(None)
     spec_dict = json.loads(Path(args[0]).read_text())
-    train(TrainSpec(**spec_dict))
+    try:
+        train(TrainSpec(**spec_dict))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

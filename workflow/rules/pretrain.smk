@@ -9,6 +9,7 @@ rule annotate:
         scores=directory("results/annotate/{filter}"),
     params:
         spec=lambda wc: config["filters"][wc.filter],
+        seed=config["seed"],
     log:
         "results/logs/annotate/{filter}.log",
     resources:

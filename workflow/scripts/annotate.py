@@ -12,5 +12,5 @@ if spec["kind"] != "truth":
         "classifier stage, which this version of the workflow does not have; only kind 'truth' (the built-in "
         "world's ground truth) can annotate a corpus today"
     )
-meta = annotate_truth(sm.input.shard, sm.output.scores, spec["context_window"])
+meta = annotate_truth(sm.input.shard, sm.output.scores, spec["context_window"], spec["error_rate"], sm.params.seed)
 log.info("%s", meta)

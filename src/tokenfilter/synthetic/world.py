@@ -121,7 +121,8 @@ def build_world(
         entities[type_name] = list(members)
 
     species = entities["species"]
-    n_pathogens = max(2, int(round(pathogen_fraction * len(species))))
+    # At least 4 pathogens, so a "which organism causes X?" question always has 3 wrong answers.
+    n_pathogens = min(len(species), max(4, int(round(pathogen_fraction * len(species)))))
     pathogens = [species[i] for i in sorted(rng.choice(len(species), n_pathogens, replace=False))]
     pathogen_set = set(pathogens)
 
