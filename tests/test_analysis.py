@@ -321,3 +321,31 @@ def test_plot_slowdown_with_only_nan_values(tmp_path):
 def test_power_law_fit_is_a_plain_dataclass():
     fit = PowerLawFit(a=1.0, b=-0.1, r2=1.0, n=2, loss_min=1.0, loss_max=2.0, compute_min=1.0, compute_max=10.0)
     assert fit.in_loss_range(1.5) and not fit.in_loss_range(2.5)
+
+
+# --- power law with an irreducible floor -------------------------------------------------------
+
+def test_floor_fit_recovers_an_exact_law_and_the_slowdown():
+    """L = E + A·C^b exactly: the floor form recovers E and b, R² = 1, and a filtered model
+    whose loss is the law's at C/k gets slowdown k; the pure power law fits such data worse."""
+    E, A, b = 1.03, 40.0, -0.3
+    compute = np.geomspace(1e11, 1e13, 5)
+    loss = E + A * compute**b
+    fit = fit_power_law(compute, loss, "power_law_with_floor")
+    assert fit.floor == pytest.approx(E, abs=2e-3) and fit.b == pytest.approx(b, rel=0.02)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-6)
+    assert fit_power_law(compute, loss).r2 < fit.r2
+    from tokenfilter.analysis import loss_matched_slowdown
+
+    c_f = 3e12
+    slow, extrapolated, _ = loss_matched_slowdown(fit, c_f, E + A * (c_f / 20) ** b)
+    assert slow == pytest.approx(20, rel=0.02) and not extrapolated
+    below, _, note = loss_matched_slowdown(fit, c_f, E * 0.99)
+    assert math.isnan(below) and "irreducible" in note
+
+
+def test_floor_fit_needs_three_points_and_a_known_form():
+    with pytest.raises(ValueError, match="at least 3 points"):
+        fit_power_law([1e11, 1e12], [2.0, 1.5], "power_law_with_floor")
+    with pytest.raises(ValueError, match="unknown form"):
+        fit_power_law([1e11, 1e12], [2.0, 1.5], "spline")

@@ -79,12 +79,19 @@ def final_losses(df: pd.DataFrame) -> pd.DataFrame:
 
 # --- power-law fit ---------------------------------------------------------------------------
 
+FIT_FORMS = ("power_law", "power_law_with_floor")
+
+
 @dataclass(frozen=True)
 class PowerLawFit:
-    """ln L = a + b·ln C fitted by least squares; ranges are those of the fitted points.
+    """L = E + exp(a)·C^b fitted by least squares in ln L; ranges are those of the fitted points.
 
-    ``b`` is the slope in log-log space (negative when loss falls with compute; the paper's
-    exponent α is −b). ``r2`` is the R² of the fit in log space (NaN when all losses are equal).
+    ``floor`` E is 0 for the paper's pure power law (ln L = a + b·ln C). With
+    ``power_law_with_floor`` E is the irreducible loss the ladder approaches, fitted too: small
+    models on the built-in world come close to its entropy floor, where a pure power law bends
+    away from the data. ``b`` is the log-log slope of the reducible loss (negative when loss
+    falls with compute; the paper's exponent α is −b). ``r2`` is the R² of ln L (NaN when all
+    losses are equal), comparable between the two forms.
     """
 
     a: float
@@ -95,6 +102,8 @@ class PowerLawFit:
     loss_max: float
     compute_min: float
     compute_max: float
+    floor: float = 0.0
+    form: str = "power_law"
 
     @property
     def decreasing(self) -> bool:
@@ -103,20 +112,21 @@ class PowerLawFit:
 
     def loss_at(self, compute: float | np.ndarray) -> float | np.ndarray:
         """Loss the fitted baseline reaches at ``compute``."""
-        return np.exp(self.a + self.b * np.log(compute))
+        return self.floor + np.exp(self.a + self.b * np.log(compute))
 
     def compute_at(self, loss: float | np.ndarray) -> float | np.ndarray:
         """Compute at which the fitted baseline reaches ``loss`` (C_b* of paper §4.2).
 
         NaN when the fit does not decrease (b ≥ 0): then more compute does not buy lower loss
-        and "the compute that reaches this loss" is undefined or meaningless.
+        and "the compute that reaches this loss" is undefined or meaningless; and NaN for a
+        loss at or below the fitted floor, which no baseline reaches.
         """
         loss = np.asarray(loss, dtype=float)
         if not self.decreasing:
             out = np.full(loss.shape, np.nan)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                out = np.exp((np.log(loss) - self.a) / self.b)
+                out = np.exp((np.log(loss - self.floor) - self.a) / self.b)
         return float(out) if out.ndim == 0 else out
 
     def in_loss_range(self, loss: float) -> bool:
@@ -125,12 +135,20 @@ class PowerLawFit:
         return self.loss_min - slack <= loss <= self.loss_max + slack
 
 
-def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray) -> PowerLawFit:
-    """Least-squares fit of ln L = a + b·ln C (the authors' natural-log OLS, analysis/scaling.py).
+def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray,
+                  form: str = "power_law") -> PowerLawFit:
+    """Least-squares fit of the baseline's compute-loss law.
 
-    Raises ValueError when the points cannot define a line: fewer than 2 points, fewer than 2
-    distinct compute values, or non-positive / non-finite values.
+    ``power_law``: ln L = a + b·ln C (the authors' natural-log OLS, analysis/scaling.py).
+    ``power_law_with_floor``: L = E + exp(a)·C^b, minimising the squared error in ln L; for each
+    floor E on a fine grid in [0, min L) the line through ln(L − E) is OLS, and the E with the
+    smallest ln L error wins. Needs at least 3 points (one more than the pure law).
+
+    Raises ValueError when the points cannot define the law: too few points, fewer than 2
+    distinct compute values, non-positive / non-finite values, or an unknown form.
     """
+    if form not in FIT_FORMS:
+        raise ValueError(f"fit_power_law: unknown form {form!r}; allowed: {list(FIT_FORMS)}")
     c = np.asarray(compute, dtype=float).ravel()
     l = np.asarray(loss, dtype=float).ravel()
     if c.shape != l.shape:
@@ -145,17 +163,42 @@ def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] |
     if np.ptp(x) == 0:
         raise ValueError(f"fit_power_law: all {c.size} points have the same compute {c[0]:.4g}; "
                          "a slope needs at least 2 distinct compute values")
+    floor = 0.0
     b, a = np.polyfit(x, y, 1)
     ss_res = float(np.sum((y - (a + b * x)) ** 2))
+    if form == "power_law_with_floor":
+        if c.size < 3:
+            raise ValueError(f"fit_power_law: a power law with a floor needs at least 3 points, got {c.size}")
+        def fit_with_floor(e: float) -> tuple[float, float, float]:
+            bb, aa = np.polyfit(x, np.log(l - e), 1)
+            return float(np.sum((y - np.log(e + np.exp(aa + bb * x))) ** 2)), aa, bb
+
+        grid = np.linspace(0.0, l.min(), 2001)[1:-1]
+        errors = [fit_with_floor(e)[0] for e in grid]
+        i = int(np.argmin(errors))
+        # Golden-section refinement between the best grid point's neighbours.
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        ratio = (math.sqrt(5) - 1) / 2
+        for _ in range(60):
+            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            if fit_with_floor(m1)[0] < fit_with_floor(m2)[0]:
+                hi = m2
+            else:
+                lo = m1
+        best = (lo + hi) / 2
+        residual, aa, bb = fit_with_floor(best)
+        if residual < ss_res:
+            floor, a, b, ss_res = float(best), aa, bb, residual
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
     return PowerLawFit(a=float(a), b=float(b), r2=r2, n=int(c.size),
                        loss_min=float(l.min()), loss_max=float(l.max()),
-                       compute_min=float(c.min()), compute_max=float(c.max()))
+                       compute_min=float(c.min()), compute_max=float(c.max()), floor=floor, form=form)
 
 
-def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None) -> dict[str, PowerLawFit]:
-    """One power-law fit per eval domain over the baseline runs' final checkpoints.
+def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None,
+                  form: str = "power_law") -> dict[str, PowerLawFit]:
+    """One compute-loss fit (of ``form``) per eval domain over the baseline runs' final checkpoints.
 
     ``fit_sizes`` restricts the fit to those ladder sizes (config ``analysis.fit_sizes``; the
     authors excluded their two smallest rungs); None uses every baseline size in ``df``.
@@ -184,7 +227,7 @@ def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None) -> d
             raise ValueError(f"baseline_fits: domain {domain!r} has final baseline checkpoints at "
                              f"{len(points)} size(s) {list(points.index)}; the compute-loss power "
                              "law needs at least 2 baseline sizes")
-        fits[domain] = fit_power_law(points["compute"], points["loss"])
+        fits[domain] = fit_power_law(points["compute"], points["loss"], form)
     return fits
 
 
@@ -192,6 +235,18 @@ def fit_table(fits: dict[str, PowerLawFit]) -> pd.DataFrame:
     """The fits as a table (one row per domain), with the paper's exponent α = −b."""
     rows = [{"domain": d, **asdict(f), "alpha": -f.b} for d, f in fits.items()]
     return pd.DataFrame(rows)
+
+
+def fit_comparison(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Both fit forms side by side per domain, so a reader sees how well each describes the
+    baseline ladder (the floor form needs ≥ 3 sizes and is left out with fewer)."""
+    tables = []
+    for form in FIT_FORMS:
+        try:
+            tables.append(fit_table(baseline_fits(df, fit_sizes, form)))
+        except ValueError:
+            continue
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 # --- loss-matched compute slowdown -----------------------------------------------------------
@@ -214,12 +269,15 @@ def loss_matched_slowdown(fit: PowerLawFit, compute: float, loss: float) -> tupl
         return math.nan, False, note
     if not (np.isfinite(compute) and compute > 0 and np.isfinite(loss) and loss > 0):
         return math.nan, False, f"compute {compute!r} or loss {loss!r} is not positive and finite"
+    if loss <= fit.floor:
+        return math.nan, False, (f"loss {loss:.4g} is at or below the fitted irreducible loss "
+                                 f"{fit.floor:.4g}: no baseline compute reaches it")
     matched = fit.compute_at(loss)
     extrapolated = not fit.in_loss_range(loss)
     note = ""
     if extrapolated:
         note = (f"loss {loss:.4g} outside the baseline fit's losses [{fit.loss_min:.4g}, "
-                f"{fit.loss_max:.4g}]: the power law is extrapolated")
+                f"{fit.loss_max:.4g}]: the {fit.form.replace('_', ' ')} is extrapolated")
     return compute / matched, extrapolated, note
 
 

@@ -91,17 +91,19 @@ def _domains(df: pd.DataFrame) -> list[str]:
 
 # --- Fig 16: loss vs compute at the final checkpoints ----------------------------------------
 
-def plot_compute_loss(df: pd.DataFrame, path: str | os.PathLike) -> None:
+def plot_compute_loss(df: pd.DataFrame, path: str | os.PathLike, fits: dict | None = None) -> None:
     """Fig 16: final loss vs pretraining compute (log-log), one panel per eval domain, one line
-    per arm across the ladder; the dashed line is the baseline power-law fit of the slowdowns."""
+    per arm across the ladder; the dashed line is the baseline fit the slowdowns use (``fits``,
+    by default the paper's pure power law over every baseline size)."""
     require_columns(df, ["arm", "size", "variant", "params", "final", "compute", "domain", "loss"], "loss table")
     fin = final_checkpoints(df)
     domains = _domains(fin) or list(DOMAINS)
     fig, axes = _figure(1, len(domains), 4.2 * len(domains), 3.8)
-    try:
-        fits = baseline_fits(fin)
-    except ValueError:
-        fits = {}  # fewer than 2 baseline sizes: no fit line to draw
+    if fits is None:
+        try:
+            fits = baseline_fits(fin)
+        except ValueError:
+            fits = {}  # fewer than 2 baseline sizes: no fit line to draw
     for ax, domain in zip(axes[0], domains):
         sub = fin[(fin["domain"] == domain) & (fin["compute"] > 0)]
         for arm in _arm_order(sub["arm"]):
@@ -113,7 +115,7 @@ def plot_compute_loss(df: pd.DataFrame, path: str | os.PathLike) -> None:
         if fit is not None and len(sub):
             c = np.geomspace(sub["compute"].min(), sub["compute"].max(), 50)
             ax.plot(c, fit.loss_at(c), ls="--", lw=1, color=ARM_COLORS["baseline"], alpha=0.6,
-                    label=f"Baseline fit (b={fit.b:.3f}, R²={fit.r2:.3f})")
+                    label=f"Baseline fit (b={fit.b:.3f}{f', E={fit.floor:.3f}' if fit.floor else ''}, R²={fit.r2:.3f})")
         if sub.empty:
             _empty_note(ax, "no final checkpoints")
         else:

@@ -39,30 +39,32 @@ def loss_table(result_paths: Iterable[str | os.PathLike], series: str) -> pd.Dat
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
-def _slowdown_table(losses: pd.DataFrame, fit_sizes: Sequence[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _fits(losses: pd.DataFrame, fit_sizes: Sequence[str] | None, form: str) -> dict:
     fit_sizes = [s for s in fit_sizes if s in set(losses["size"])] if fit_sizes else None
-    fits = analysis.baseline_fits(losses, fit_sizes)
-    return analysis.fit_table(fits), analysis.slowdowns(losses, fits)
+    return analysis.baseline_fits(losses, fit_sizes, form)
 
 
-def series_analysis(losses: pd.DataFrame, fit_sizes: Sequence[str] | None, out: dict[str, str]) -> None:
+def series_analysis(losses: pd.DataFrame, fit_sizes: Sequence[str] | None, fit_form: str, out: dict[str, str]) -> None:
     """Write every analysis output of one series (keys as in the ``analyze_series`` rule)."""
     try:
-        fits, slow = _slowdown_table(losses, fit_sizes)
-        note = None
-    except ValueError as exc:  # fewer than two baseline sizes: no power law, no slowdowns
-        fits = pd.DataFrame(columns=["domain", "a", "b", "r2", "n"])
+        fits = _fits(losses, fit_sizes, fit_form)
+        slow = analysis.slowdowns(losses, fits)
+        both = analysis.fit_comparison(losses, [s for s in fit_sizes if s in set(losses["size"])] if fit_sizes else None)
+        note = (f"Slowdowns use the {fit_form.replace('_', ' ')} (config analysis.fit); both forms are shown. "
+                "L = E + exp(a)·C^b, E = 0 for the pure power law; R² is that of ln L.")
+    except ValueError as exc:  # too few baseline sizes: no fit, no slowdowns
+        fits, both = {}, pd.DataFrame(columns=["domain", "form", "a", "b", "floor", "r2", "n"])
         slow = analysis.slowdowns(losses.iloc[0:0], {})
         note = str(exc)
-    write_table(fits, csv_path=out["fits_csv"], html_path=out["fits"],
-                title="Baseline compute-loss power laws: ln L = a + b ln C", note=note)
+    write_table(both, csv_path=out["fits_csv"], html_path=out["fits"],
+                title="Baseline compute-loss fits: L = E + exp(a)·C^b", note=note)
     shown = slow[["arm", "size", "variant", "params", "domain", "loss", "baseline_loss_at_compute", "slowdown",
                   "extrapolated", "note"]] if not slow.empty else slow
     write_table(shown, csv_path=None, html_path=out["slowdowns"],
                 title="Loss-matched compute slowdown of every filtered run (final checkpoints)", note=note)
     with atomic_open(out["slowdowns_csv"], "w", newline="") as f:
         slow.to_csv(f, index=False)
-    plots.plot_compute_loss(losses, out["compute_loss"])
+    plots.plot_compute_loss(losses, out["compute_loss"], fits)
     plots.plot_learning_curves(losses, out["learning_curves"])
     plots.plot_frontier(losses, out["frontier"])
     plots.plot_slowdown(slow, out["slowdown"])
@@ -70,14 +72,14 @@ def series_analysis(losses: pd.DataFrame, fit_sizes: Sequence[str] | None, out: 
 
 
 def write_scorecard(main_losses_path: str | None, threshold_losses_path: str | None,
-                    fit_sizes: Sequence[str] | None, csv_path: str, html_path: str) -> pd.DataFrame:
+                    fit_sizes: Sequence[str] | None, fit_form: str, csv_path: str, html_path: str) -> pd.DataFrame:
     """Compute the claims scorecard from the results and write it as CSV and HTML."""
     main = pd.read_csv(main_losses_path) if main_losses_path else None
     thresholds = pd.read_csv(threshold_losses_path) if threshold_losses_path else None
     slow = None
     if main is not None:
         try:
-            _, slow = _slowdown_table(main, fit_sizes)
+            slow = analysis.slowdowns(main, _fits(main, fit_sizes, fit_form))
         except ValueError:
             slow = None
     card = evaluate_claims(main, slow, thresholds)

@@ -36,6 +36,7 @@ rule analyze_series:
         pareto=report("results/analysis/{series}/pareto.png", caption="../report/pareto.rst", category=series_category, labels=series_labels("token vs document Pareto (Fig 3)")),
     params:
         fit_sizes=config["analysis"]["fit_sizes"],
+        fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/{series}/analyze_series.log",
     resources:
@@ -55,6 +56,7 @@ rule scorecard:
         html=report("results/analysis/scorecard.html", caption="../report/scorecard.rst", category="0. Claims scorecard", labels={"table": "claims scorecard"}),
     params:
         fit_sizes=config["analysis"]["fit_sizes"],
+        fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/scorecard.log",
     resources:
