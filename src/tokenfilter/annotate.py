@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenfilter.filtering import position_uniforms
-from tokenfilter.io import atomic_path, save_array, write_json
+from tokenfilter.io import atomic_directory, save_array, write_json
 from tokenfilter.shards import TokenShard
 
 
@@ -64,9 +64,6 @@ def annotate_truth(shard_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     # so no threshold can remove or mask a document boundary (DESIGN §4 trap 4).
     scores[shard.tokens == shard.meta["special_ids"]["eot"]] = 0.0
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / "token_scores.bin") as tmp:
-        scores.astype(np.float16).tofile(tmp)
-    save_array(out_dir / "doc_scores.npy", truth_document_scores(shard))
     meta = {
         "source": "truth",
         "context_window": context_window,
@@ -76,7 +73,10 @@ def annotate_truth(shard_dir: str | os.PathLike, out_dir: str | os.PathLike, con
         "n_docs": int(len(shard.docs)),
         "forget_token_fraction": float(shard.labels.mean()),
     }
-    write_json(out_dir / "meta.json", meta)
+    with atomic_directory(out_dir) as tmp:
+        scores.astype(np.float16).tofile(tmp / "token_scores.bin")
+        save_array(tmp / "doc_scores.npy", truth_document_scores(shard))
+        write_json(tmp / "meta.json", meta)
     return meta
 
 

@@ -9,46 +9,29 @@ model (evaluation, lm-eval, generate) loads any of them. Optimizer state is load
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tokenfilter.io import read_json, write_json
+from tokenfilter.io import atomic_directory, read_json, write_json
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 
 
 def save_model(model, directory: str | os.PathLike) -> None:
-    """Write a loadable model directory atomically (written beside it, then renamed)."""
-    directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    _replace_dir(tmp, directory)
+    """Write a loadable model directory atomically."""
+    with atomic_directory(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
 
 
 def save_checkpoint(model, optimizer: torch.optim.Optimizer, state: dict[str, Any], directory: str | os.PathLike) -> None:
     """A resumable checkpoint: model, optimizer and trainer state, replaced atomically."""
-    directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    write_json(tmp / STATE_FILE, state)
-    _replace_dir(tmp, directory)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``; at every moment one complete copy exists on disk."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        write_json(tmp / STATE_FILE, state)
 
 
 def find_checkpoint(directory: str | os.PathLike) -> Path | None:

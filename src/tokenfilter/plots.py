@@ -91,6 +91,20 @@ def _domains(df: pd.DataFrame) -> list[str]:
 
 # --- Fig 16: loss vs compute at the final checkpoints ----------------------------------------
 
+def _loss_axes(ax: Any, domain: str, empty: bool, xlabel: str, empty_text: str) -> None:
+    """Log-log loss-vs-compute axes of one eval domain."""
+    if empty:
+        _empty_note(ax, empty_text)
+    else:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_yticks(ax)
+    ax.set_title(f"{DOMAIN_LABELS.get(domain, domain)} loss", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend(fontsize=7)
+
+
 def plot_compute_loss(df: pd.DataFrame, path: str | os.PathLike, fits: dict | None = None) -> None:
     """Fig 16: final loss vs pretraining compute (log-log), one panel per eval domain, one line
     per arm across the ladder; the dashed line is the baseline fit the slowdowns use (``fits``,
@@ -116,16 +130,7 @@ def plot_compute_loss(df: pd.DataFrame, path: str | os.PathLike, fits: dict | No
             c = np.geomspace(sub["compute"].min(), sub["compute"].max(), 50)
             ax.plot(c, fit.loss_at(c), ls="--", lw=1, color=ARM_COLORS["baseline"], alpha=0.6,
                     label=f"Baseline fit (b={fit.b:.3f}{f', E={fit.floor:.3f}' if fit.floor else ''}, R²={fit.r2:.3f})")
-        if sub.empty:
-            _empty_note(ax, "no final checkpoints")
-        else:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            _plain_log_yticks(ax)
-        ax.set_title(f"{DOMAIN_LABELS.get(domain, domain)} loss", fontsize=10)
-        ax.set_xlabel("pretraining compute C = 6·N·D (FLOPs)")
-        ax.set_ylabel("loss (nats/token)")
-        ax.legend(fontsize=7)
+        _loss_axes(ax, domain, sub.empty, "pretraining compute C = 6·N·D (FLOPs)", "no final checkpoints")
     fig.suptitle("Loss vs compute at the end of training (paper Fig 16)", fontsize=11)
     _save(fig, path)
 
@@ -150,16 +155,8 @@ def plot_learning_curves(df: pd.DataFrame, path: str | os.PathLike) -> None:
                     lw=width.get(run["params"].iloc[0], 1.0),
                     label=None if label in labelled else label)
             labelled.add(label)
-        if sub.empty:
-            _empty_note(ax, "no checkpoints with compute > 0")
-        else:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            _plain_log_yticks(ax)
-        ax.set_title(f"{DOMAIN_LABELS.get(domain, domain)} loss", fontsize=10)
-        ax.set_xlabel("training compute so far, 6·N·tokens (FLOPs)")
-        ax.set_ylabel("loss (nats/token)")
-        ax.legend(fontsize=7)
+        _loss_axes(ax, domain, sub.empty, "training compute so far, 6·N·tokens (FLOPs)",
+                   "no checkpoints with compute > 0")
     fig.suptitle("Learning curves (every checkpoint; thicker line = larger model)", fontsize=11)
     _save(fig, path)
 

@@ -16,7 +16,6 @@ corpus size. The directory appears atomically: it is written beside its target a
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from tokenfilter.alignment import token_labels_from_spans
 from tokenfilter.corpus import iter_corpus
-from tokenfilter.io import read_json, write_json
+from tokenfilter.io import atomic_directory, read_json, write_json
 from tokenfilter.tokenizer import TextTokenizer
 
 DOC_DTYPE = np.dtype([("doc_id", "<i8"), ("start", "<i8"), ("length", "<i8"), ("n_forget", "<i8")])
@@ -99,16 +98,11 @@ def tokenize_corpus(
     Ground-truth labels are written if every document carries forget spans. A document longer
     than ``max_doc_tokens`` is truncated (its end-of-text token is still appended).
     """
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
     dtype = token_dtype(tokenizer.vocab_size)
     eot = tokenizer.eot_id
     n_tokens = n_docs = n_truncated = n_forget_total = 0
     has_labels: bool | None = None
-    try:
+    with atomic_directory(out_dir) as tmp_dir:
         with open(tmp_dir / "tokens.bin", "wb") as f_tokens, open(tmp_dir / "labels.bin", "wb") as f_labels, \
                 open(tmp_dir / "docs.bin", "wb") as f_docs, \
                 tqdm(desc=f"tokenise {Path(corpus_path).name}:{split or 'all'}", unit=" tok", unit_scale=True,
@@ -159,10 +153,4 @@ def tokenize_corpus(
             "split": split,
         }
         write_json(tmp_dir / "meta.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return meta
