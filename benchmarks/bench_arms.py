@@ -72,7 +72,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shard, scores = build_world(root, args.n_docs)

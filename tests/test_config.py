@@ -54,6 +54,8 @@ def test_defaults_are_filled(cfg):
     del cfg["seed"]
     del cfg["analysis"]
     del cfg["filters"]
+    cfg["filtering"]["filter"] = "truth"  # the default filter source, defined by the defaults
+    del cfg["experiments"]["perfect_filter"]  # it names a filter the defaults do not define
     given = copy.deepcopy(cfg["tokenizer"])
     out = validate_config(cfg)
     assert out is cfg  # validated in place
@@ -65,7 +67,8 @@ def test_defaults_are_filled(cfg):
     assert cfg["filtering"]["noise"] == 0.0 and cfg["filtering"]["delay"] == 0.0
     assert cfg["data"]["val_fraction"] == 0.01
     assert cfg["seed"] == 1337
-    assert cfg["analysis"]["scorecard"] == {"main": "main", "thresholds": "thresholds"}
+    assert cfg["analysis"]["scorecard"] == {"main": "main", "thresholds": "thresholds", "ablation": None}
+    assert cfg["analysis"]["fit"] == "power_law"
     assert list(cfg["filters"]) == ["truth"]  # the default filter source ...
     assert cfg["filters"]["truth"]["kind"] == "truth"
     assert cfg["filters"]["truth"]["context_window"] == 8  # ... with its own defaults filled in
@@ -206,3 +209,12 @@ def test_load_config_reports_errors_from_file(tmp_path, raw):
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"'data\.source': 'hf' is not allowed"):
         load_config(path)
+
+
+def test_canonical_params_do_not_depend_on_key_order():
+    from tokenfilter.config import canonical
+
+    a = {"b": 1, "a": {"y": [{"q": 1, "p": 2}], "x": 0}}
+    b = {"a": {"x": 0, "y": [{"p": 2, "q": 1}]}, "b": 1}
+    # Equal as dicts, but their text (what Snakemake compares) differs with key order.
+    assert repr(a) != repr(b) and repr(canonical(a)) == repr(canonical(b))

@@ -79,7 +79,10 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
     assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "scorecard", "all"}, jobs
-    assert jobs["evaluate_text"] == 16
+    from tokenfilter.config import load_config
+    from tokenfilter.experiments import all_runs
+
+    assert jobs["evaluate_text"] == len(all_runs(load_config(TINY)))
 
 
 def test_changing_one_series_variant_retrains_only_that_run(tiny_run, tmp_path):
@@ -89,6 +92,15 @@ def test_changing_one_series_variant_retrains_only_that_run(tiny_run, tmp_path):
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
     assert jobs.get("pretrain") == 2, jobs  # document and mask of variant f50; nothing else trains
+
+
+def test_changing_a_runtime_knob_reruns_nothing(tiny_run, tmp_path):
+    """Threads, logging and checkpoint frequency do not change a model: no job reruns."""
+    config = yaml.safe_load(TINY.read_text())
+    config["training"].update(threads=2, log_every=7, checkpoint_every=11)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))  # also reorders every key: params are canonical
+    assert planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout) == {}
 
 
 def test_report_is_one_self_contained_html(tiny_run):
@@ -144,6 +156,8 @@ def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
     }
     config["filters"] = {"clf": {"kind": "classifier", "classifier": "bilm"}}
     config["filtering"]["filter"] = "clf"
+    del config["experiments"]["perfect_filter"]
+    config["analysis"]["scorecard"]["ablation"] = None
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

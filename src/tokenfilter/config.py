@@ -154,6 +154,19 @@ def _arm_setting_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake reruns a job when the text of its params changes, and a dict's text follows its
+    key order: without this, reordering keys in a config file would retrain every model.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and validate a config file (for use outside Snakemake, e.g. tests and the CLI)."""
     with open(path, encoding="utf-8") as f:

@@ -75,8 +75,9 @@ def size_resources(config: dict[str, Any], size: str) -> dict[str, int]:
 def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: str | None) -> dict[str, Any]:
     """The :class:`tokenfilter.train.TrainSpec` fields of ``run`` (JSON-serialisable).
 
-    Only what changes the trained model goes in, so that e.g. an evaluation setting never
-    invalidates a trained model.
+    Only what changes the trained model goes in: Snakemake reruns a job when its params change,
+    and an evaluation setting or a logging knob must not retrain a model. The knobs that do not
+    change the model come from :func:`runtime_settings` when the job runs.
     """
     size = config["ladder"][run.size]
     training = config["training"]
@@ -108,13 +109,15 @@ def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: s
         "compile": training["compile"],
         "seed": config["seed"],
         "snapshots": training["snapshots"],
-        "checkpoint_every": training["checkpoint_every"],
-        "threads": training["threads"],
-        "log_every": training["log_every"],
-        "keep_checkpoints": training["keep_checkpoints"],
-        "wandb": training["wandb"],
-        "tensorboard": training["tensorboard"],
     }
+
+
+RUNTIME_KEYS = ("checkpoint_every", "threads", "log_every", "keep_checkpoints", "wandb", "tensorboard")
+
+
+def runtime_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Training knobs that do not change the trained model (threads, logging, checkpointing)."""
+    return {key: config["training"][key] for key in RUNTIME_KEYS}
 
 
 def filter_of(config: dict[str, Any], run: Run) -> str | None:

@@ -88,3 +88,18 @@ def write_scorecard(main_losses_path: str | None, threshold_losses_path: str | N
                 note="Every verdict is computed from this workflow's results; 'not measured' means an input "
                      "it needs was not part of this run.")
     return card
+
+
+def write_findings(main_losses_path: str | None, ablation_losses_path: str | None, scorecard: pd.DataFrame,
+                   fit_sizes: Sequence[str] | None, fit_form: str, main_filter: str | None,
+                   ablation_filter: str | None, filter_specs: dict, html_path: str) -> None:
+    """The report's findings page (see :mod:`tokenfilter.findings`)."""
+    from tokenfilter.findings import findings_html
+
+    main = pd.read_csv(main_losses_path) if main_losses_path else None
+    ablation = pd.read_csv(ablation_losses_path) if ablation_losses_path else None
+    if main is not None and fit_sizes:
+        fit_sizes = [s for s in fit_sizes if s in set(main["size"])]
+    specs = {name: filter_specs[name] for name in (main_filter, ablation_filter) if name in filter_specs}
+    with atomic_open(html_path, "w", encoding="utf-8") as f:
+        f.write(findings_html(main, ablation, scorecard, fit_sizes or None, fit_form, main_filter, ablation_filter, specs))

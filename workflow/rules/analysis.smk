@@ -54,8 +54,12 @@ rule scorecard:
     output:
         csv="results/analysis/scorecard.csv",
         html=report("results/analysis/scorecard.html", caption="../report/scorecard.rst", category="0. Claims scorecard", labels={"table": "claims scorecard"}),
+        findings=report("results/analysis/findings.html", caption="../report/findings.rst", category="0. Claims scorecard", labels={"table": "findings"}),
     params:
         fit_sizes=config["analysis"]["fit_sizes"],
+        main_filter=series_filter("main"),
+        ablation_filter=series_filter("ablation"),
+        filter_specs=canonical(config["filters"]),
         fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/scorecard.log",

@@ -1,6 +1,6 @@
 # Shared helpers of the rules: config validation, runs and resources from config, target lists.
 import tokenfilter
-from tokenfilter.config import load_schema, validate_config
+from tokenfilter.config import canonical, load_schema, validate_config
 from tokenfilter.experiments import (
     ARMS,
     BASELINE_SERIES,
@@ -61,9 +61,14 @@ def scores_of_run(wildcards):
     return [] if name is None else [f"results/annotate/{name}"]
 
 
-def train_spec_of(wildcards, input):
+TRAIN_SHARD = "results/data/tokens/train"
+
+
+def train_spec_of(wildcards):
+    # A function of the wildcards only: Snakemake compares params that depend on `input` only
+    # when the job runs, so a changed spec would not trigger a rerun.
     scores = scores_of_run(wildcards)
-    return train_spec(config, run_of(wildcards), input.shard, scores[0] if scores else None)
+    return canonical(train_spec(config, run_of(wildcards), TRAIN_SHARD, scores[0] if scores else None))
 
 
 def series_category(wildcards):
@@ -77,11 +82,20 @@ def series_labels(what):
 def scorecard_inputs(wildcards):
     roles = config["analysis"]["scorecard"]
     inputs = {}
-    for role in ("main", "thresholds"):
+    for role in ("main", "thresholds", "ablation"):
         series = roles.get(role)
         if series:
             inputs[f"{role}_losses"] = f"results/analysis/{series}/losses.csv"
     return inputs
+
+
+def series_filter(role):
+    """The filter the runs of the series in a scorecard role use (None if no such series)."""
+    series = config["analysis"]["scorecard"].get(role)
+    if not series:
+        return None
+    names = {filter_of(config, run) for run in series_runs(config, series)} - {None}
+    return ", ".join(sorted(names)) or None
 
 
 def all_targets():
@@ -90,5 +104,5 @@ def all_targets():
         targets.append("results/data/stats.json")
     for series in SERIES:
         targets.append(f"results/analysis/{series}/slowdown.png")
-    targets.append("results/analysis/scorecard.html")
+    targets += ["results/analysis/scorecard.html", "results/analysis/findings.html"]
     return targets

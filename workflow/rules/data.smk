@@ -19,7 +19,7 @@ if config["data"]["source"] == "synthetic":
             refusal="results/data/refusal.jsonl",
             summary="results/data/world.json",
         params:
-            synthetic=config["data"]["synthetic"],
+            synthetic=canonical(config["data"]["synthetic"]),
             seed=config["seed"],
             val_fraction=config["data"]["val_fraction"],
         log:
@@ -40,7 +40,7 @@ else:
             summary="results/data/ingest.json",
         params:
             source=config["data"]["source"],
-            spec=config["data"].get(config["data"]["source"]),
+            spec=canonical(config["data"].get(config["data"]["source"])),
             seed=config["seed"],
             val_fraction=config["data"]["val_fraction"],
             on_bad_record=config["data"]["on_bad_record"],
@@ -60,7 +60,7 @@ else:
             summary="results/data/eval/{domain}.ingest.json",
         params:
             source=lambda wc: config["data"]["eval_text"][wc.domain]["source"],
-            spec=lambda wc: config["data"]["eval_text"][wc.domain][config["data"]["eval_text"][wc.domain]["source"]],
+            spec=lambda wc: canonical(config["data"]["eval_text"][wc.domain][config["data"]["eval_text"][wc.domain]["source"]]),
             seed=config["seed"],
             val_fraction=0.0,
             on_bad_record=config["data"]["on_bad_record"],
@@ -81,7 +81,7 @@ rule train_tokenizer:
     output:
         tokenizer="results/data/tokenizer/tokenizer.json",
     params:
-        tokenizer=config["tokenizer"],
+        tokenizer=canonical(config["tokenizer"]),
     log:
         "results/logs/data/train_tokenizer.log",
     resources:

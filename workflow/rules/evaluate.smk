@@ -17,7 +17,6 @@ rule evaluate_text:
         max_tokens=config["evaluation"]["max_tokens"],
         batch_size=config["evaluation"]["batch_size"],
         snapshots=config["evaluation"]["snapshots"],
-        threads=config["training"]["threads"],
     log:
         "results/logs/evaluate/{series}/{arm}/{size}/{variant}.log",
     resources:

@@ -8,7 +8,7 @@ rule annotate:
     output:
         scores=directory("results/annotate/{filter}"),
     params:
-        spec=lambda wc: config["filters"][wc.filter],
+        spec=lambda wc: canonical(config["filters"][wc.filter]),
         seed=config["seed"],
     log:
         "results/logs/annotate/{filter}.log",
@@ -23,7 +23,7 @@ rule annotate:
 
 rule pretrain:
     input:
-        shard="results/data/tokens/train",
+        shard=TRAIN_SHARD,
         scores=scores_of_run,
     output:
         model="results/pretrain/{series}/{arm}/{size}/{variant}/model/model.safetensors",
@@ -31,7 +31,7 @@ rule pretrain:
         train_log="results/pretrain/{series}/{arm}/{size}/{variant}/train_log.jsonl",
         summary="results/pretrain/{series}/{arm}/{size}/{variant}/summary.json",
     params:
-        spec=lambda wc, input: train_spec_of(wc, input),
+        spec=train_spec_of,
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.series}/{wc.arm}/{wc.size}/{wc.variant}",
         gpus=lambda wc: size_resources(config, wc.size)["gpu"],
     log:

@@ -12,7 +12,7 @@ result = evaluate_run(
     max_tokens=sm.params.max_tokens,
     batch_size=sm.params.batch_size,
     include_snapshots=sm.params.snapshots,
-    threads=sm.params.threads,
+    threads=sm.config["training"]["threads"],  # not a param: a thread count must not rerun evaluation
 )
 write_json(sm.output.losses, result)
 log.info("%s: %s", result["run"], {k: round(v["loss"], 4) for k, v in result["evals"][-1]["losses"].items()})

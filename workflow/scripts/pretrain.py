@@ -5,12 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tokenfilter.experiments import runtime_settings
 from tokenfilter.logs import setup_job_logging
 from tokenfilter.train import TrainSpec, train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
-spec = dict(sm.params.spec, out_dir=str(Path(sm.output.summary).parent), checkpoint_dir=sm.params.checkpoint_dir)
+# Knobs that do not change the model are read here, not passed as params (a change must not retrain).
+spec = dict(sm.params.spec, **runtime_settings(sm.config), out_dir=str(Path(sm.output.summary).parent),
+            checkpoint_dir=sm.params.checkpoint_dir)
 if sm.params.gpus > 1:
     spec_path = Path(sm.params.checkpoint_dir) / "spec.json"
     spec_path.parent.mkdir(parents=True, exist_ok=True)
