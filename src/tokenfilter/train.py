@@ -35,13 +35,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from tokenfilter.annotate import open_scores
-from tokenfilter.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, save_model
+from tokenfilter.checkpoint import STATE_FILE, find_checkpoint, load_checkpoint, save_checkpoint, save_model
 from tokenfilter.errors import ConfigError
 from tokenfilter.filtering import TOKEN_ARMS, apply_arm, forget_flags, kept_documents, make_plan
-from tokenfilter.io import read_jsonl, write_json, write_jsonl
+from tokenfilter.io import read_json, read_jsonl, write_json, write_jsonl
 from tokenfilter.loss import weighted_cross_entropy
 from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
 from tokenfilter.shards import TokenShard
+from tokenfilter.tokenizer import padded_vocab_size
 from tokenfilter.windows import TrainingWindows
 
 log = logging.getLogger("tokenfilter.train")
@@ -137,8 +138,6 @@ def train(spec: TrainSpec) -> dict[str, Any]:
             raise ValueError(f"{spec.scores_dir}: scores do not match the token shard {spec.train_shard}")
 
     # --- model ------------------------------------------------------------------------------------
-    from tokenfilter.tokenizer import padded_vocab_size
-
     torch.manual_seed(spec.seed)  # same initial weights on every rank
     config = TokenFilterConfig(vocab_size=padded_vocab_size(shard.meta["vocab_size"]), eos_token_id=special["eot"],
                                bos_token_id=special["eot"], pad_token_id=special["eot"], **spec.model)
@@ -173,7 +172,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     state = {"step": 0, "tokens": 0, "loss_bearing": 0.0, "windows_read": 0, "resumed_from": [], "wall_time": 0.0}
     found = find_checkpoint(run_dir)
     if found is not None:
-        saved = json.loads((found / "trainer_state.json").read_text())
+        saved = read_json(found / STATE_FILE)
         if saved.get("fingerprint") == fingerprint:
             state = load_checkpoint(found, model, optimizer)
             torch.set_rng_state(torch.tensor(state.pop("torch_rng"), dtype=torch.uint8))
