@@ -44,7 +44,8 @@ def filter_error_table(main: pd.DataFrame, ablation: pd.DataFrame, main_filter: 
     rows = []
     wide_main = analysis.final_losses(main)
     wide_abl = analysis.final_losses(ablation)
-    for size in sorted(set(wide_abl["size"]), key=lambda s: wide_abl.loc[wide_abl["size"] == s, "params"].iloc[0]):
+    trained = wide_abl[wide_abl["arm"] != "baseline"]  # the table also carries every baseline size
+    for size in sorted(set(trained["size"]), key=lambda s: trained.loc[trained["size"] == s, "params"].iloc[0]):
         for source, wide, name in (("main", wide_main, main_filter), ("ablation", wide_abl, ablation_filter)):
             for rec in wide[wide["size"] == size].to_dict("records"):
                 if source == "ablation" and rec["arm"] == "baseline":

@@ -255,7 +255,9 @@ def plot_threshold_pareto(df: pd.DataFrame, path: str | os.PathLike) -> None:
     retain-near, retain-far); token arms vs document filtering, points labelled by the fraction
     of training tokens filtered, plus the baseline of that size (star)."""
     wide = final_losses(df)
-    sizes = list(dict.fromkeys(wide.sort_values("params")["size"])) or ["(none)"]
+    # One row of panels per size with filtered runs (the table may carry baselines of other sizes).
+    filtered = wide[wide["arm"] != BASELINE]
+    sizes = list(dict.fromkeys(filtered.sort_values("params")["size"])) or ["(none)"]
     panels = ["retain_near", "retain_far"]
     fig, axes = _figure(len(sizes), len(panels), 10.0, 4.2 * len(sizes))
     for row_axes, size in zip(axes, sizes):

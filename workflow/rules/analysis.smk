@@ -5,7 +5,7 @@ ANALYSIS_RESOURCES = resources_of("default")
 
 rule tabulate_losses:
     input:
-        losses=lambda wc: [f"{run.path('evaluate')}/text_loss.json" for run in series_runs(config, wc.series)],
+        losses=lambda wc: [f"{run.path('evaluate')}/text_loss.json" for run in series_table_runs(wc.series)],
     output:
         table="results/analysis/{series}/losses.csv",
     params:

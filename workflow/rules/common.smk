@@ -89,6 +89,13 @@ def scorecard_inputs(wildcards):
     return inputs
 
 
+def series_table_runs(series):
+    """A series' runs plus every baseline the workflow trains: slowdowns are read off the whole
+    baseline ladder even for a series at one size (as the paper's threshold and noise sweeps are)."""
+    baselines = {run for run in all_runs(config) if run.arm == "baseline"}
+    return sorted(set(series_runs(config, series)) | baselines)
+
+
 def series_filter(role):
     """The filter the runs of the series in a scorecard role use (None if no such series)."""
     series = config["analysis"]["scorecard"].get(role)
