@@ -92,7 +92,7 @@ def test_streaming_is_batch_size_independent(world, tmp_path, batch_docs):
 
 
 def test_max_doc_tokens_truncates_and_keeps_eot(world, tmp_path):
-    tok, corpus = world["tok"], world["corpus"]
+    tok = world["tok"]
     limit = 20
     meta = tokenize_corpus(world["corpus_path"], tok, tmp_path / "trunc", max_doc_tokens=limit, progress=False)
     shard = TokenShard.open(tmp_path / "trunc")

@@ -150,16 +150,16 @@ def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] |
     if form not in FIT_FORMS:
         raise ValueError(f"fit_power_law: unknown form {form!r}; allowed: {list(FIT_FORMS)}")
     c = np.asarray(compute, dtype=float).ravel()
-    l = np.asarray(loss, dtype=float).ravel()
-    if c.shape != l.shape:
-        raise ValueError(f"fit_power_law: {c.size} compute values but {l.size} losses")
+    losses = np.asarray(loss, dtype=float).ravel()
+    if c.shape != losses.shape:
+        raise ValueError(f"fit_power_law: {c.size} compute values but {losses.size} losses")
     if c.size < 2:
         raise ValueError(f"fit_power_law: need at least 2 (compute, loss) points, got {c.size}")
-    bad = ~(np.isfinite(c) & np.isfinite(l) & (c > 0) & (l > 0))
+    bad = ~(np.isfinite(c) & np.isfinite(losses) & (c > 0) & (losses > 0))
     if bad.any():
         raise ValueError(f"fit_power_law: compute and loss must be positive and finite; "
-                         f"bad points: {list(zip(c[bad].tolist(), l[bad].tolist()))}")
-    x, y = np.log(c), np.log(l)
+                         f"bad points: {list(zip(c[bad].tolist(), losses[bad].tolist()))}")
+    x, y = np.log(c), np.log(losses)
     if np.ptp(x) == 0:
         raise ValueError(f"fit_power_law: all {c.size} points have the same compute {c[0]:.4g}; "
                          "a slope needs at least 2 distinct compute values")
@@ -170,10 +170,10 @@ def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] |
         if c.size < 3:
             raise ValueError(f"fit_power_law: a power law with a floor needs at least 3 points, got {c.size}")
         def fit_with_floor(e: float) -> tuple[float, float, float]:
-            bb, aa = np.polyfit(x, np.log(l - e), 1)
+            bb, aa = np.polyfit(x, np.log(losses - e), 1)
             return float(np.sum((y - np.log(e + np.exp(aa + bb * x))) ** 2)), aa, bb
 
-        grid = np.linspace(0.0, l.min(), 2001)[1:-1]
+        grid = np.linspace(0.0, losses.min(), 2001)[1:-1]
         errors = [fit_with_floor(e)[0] for e in grid]
         i = int(np.argmin(errors))
         # Golden-section refinement between the best grid point's neighbours.
@@ -192,7 +192,7 @@ def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] |
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
     return PowerLawFit(a=float(a), b=float(b), r2=r2, n=int(c.size),
-                       loss_min=float(l.min()), loss_max=float(l.max()),
+                       loss_min=float(losses.min()), loss_max=float(losses.max()),
                        compute_min=float(c.min()), compute_max=float(c.max()), floor=floor, form=form)
 
 

@@ -170,6 +170,17 @@ def _better_arrow(ax: Any) -> None:
                 arrowprops={"arrowstyle": "->", "color": "0.3"})
 
 
+def _forget_retain_axes(ax: Any, x: str, empty: bool) -> None:
+    """Forget loss (y) against a retain loss (x), top-left better."""
+    if empty:
+        _empty_note(ax, f"no final forget and {x} losses")
+    else:
+        ax.legend(fontsize=7, loc="lower right")
+    _better_arrow(ax)
+    ax.set_xlabel(f"{DOMAIN_LABELS.get(x, x)} loss (nats/token)")
+    ax.set_ylabel(f"{DOMAIN_LABELS['forget']} loss (nats/token)")
+
+
 def plot_frontier(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Fig 4: forget loss vs retain loss at the final checkpoints, one line per arm through its
     ladder sizes (annotated); panels for retain-near and retain-far."""
@@ -187,13 +198,7 @@ def plot_frontier(df: pd.DataFrame, path: str | os.PathLike) -> None:
                 for _, r in run.iterrows():
                     ax.annotate(str(r["size"]), (r[x], r["forget"]), xytext=(3, 3),
                                 textcoords="offset points", fontsize=7, color=ARM_COLORS.get(arm))
-        if pts.empty:
-            _empty_note(ax, f"no final forget and {x} losses")
-        else:
-            ax.legend(fontsize=7, loc="lower right")
-        _better_arrow(ax)
-        ax.set_xlabel(f"{DOMAIN_LABELS.get(x, x)} loss (nats/token)")
-        ax.set_ylabel(f"{DOMAIN_LABELS['forget']} loss (nats/token)")
+        _forget_retain_axes(ax, x, pts.empty)
         ax.set_title(f"Forget vs {DOMAIN_LABELS.get(x, x).lower()} loss across sizes", fontsize=10)
     fig.suptitle("Forget–retain frontier (paper Fig 4); top-left is better", fontsize=11)
     _save(fig, path)
@@ -279,13 +284,7 @@ def plot_threshold_pareto(df: pd.DataFrame, path: str | os.PathLike) -> None:
                 for _, r in run.iterrows():
                     ax.annotate(_point_label(r), (r[x], r["forget"]), xytext=(3, 3),
                                 textcoords="offset points", fontsize=7, color=color)
-            if pts.empty:
-                _empty_note(ax, f"no final forget and {x} losses")
-            else:
-                ax.legend(fontsize=7, loc="lower right")
-            _better_arrow(ax)
-            ax.set_xlabel(f"{DOMAIN_LABELS.get(x, x)} loss (nats/token)")
-            ax.set_ylabel(f"{DOMAIN_LABELS['forget']} loss (nats/token)")
+            _forget_retain_axes(ax, x, pts.empty)
             ax.set_title(f"size {size}: forget vs {DOMAIN_LABELS.get(x, x).lower()} "
                          "(labels: % of tokens filtered)", fontsize=9)
     fig.suptitle("Token vs document filtering across thresholds (paper Fig 3); top-left is better",
