@@ -160,3 +160,27 @@ def test_ddp_on_two_processes_matches_one_process(tiny_world, scores_dir, tmp_pa
     ref = [r["loss"] for r in read_jsonl(Path(single.out_dir) / "train_log.jsonl")]
     got = [r["loss"] for r in read_jsonl(Path(ddp.out_dir) / "train_log.jsonl")]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_and_its_log_are_replaced_as_one_unit(tmp_path, monkeypatch):
+    """A save that dies part-way (as under SIGKILL) leaves the previous checkpoint and the log of
+    exactly its steps: a resumed run never sees a log that lags or leads its weights."""
+    import torch
+
+    from tokenfilter import checkpoint as ckpt
+    from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
+
+    model = TokenFilterForCausalLM(TokenFilterConfig(vocab_size=64, **MODEL))
+    optimizer = torch.optim.AdamW(model.parameters())
+    directory = tmp_path / "checkpoint"
+    ckpt.save_checkpoint(model, optimizer, {"step": 10}, directory, [{"step": s} for s in range(1, 11)])
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(ckpt, "write_jsonl", die)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(model, optimizer, {"step": 20}, directory, [{"step": s} for s in range(1, 21)])
+
+    state, log = ckpt.load_checkpoint(ckpt.find_checkpoint(directory), model, optimizer)
+    assert state["step"] == 10 and [r["step"] for r in log] == list(range(1, 11))

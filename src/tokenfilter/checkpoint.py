@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from tokenfilter.io import atomic_directory, read_json, write_json
+from tokenfilter.io import atomic_directory, read_json, read_jsonl, write_json, write_jsonl
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+LOG_FILE = "train_log.jsonl"
 
 
 def save_model(model, directory: str | os.PathLike) -> None:
@@ -26,12 +27,16 @@ def save_model(model, directory: str | os.PathLike) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
 
 
-def save_checkpoint(model, optimizer: torch.optim.Optimizer, state: dict[str, Any], directory: str | os.PathLike) -> None:
-    """A resumable checkpoint: model, optimizer and trainer state, replaced atomically."""
+def save_checkpoint(model, optimizer: torch.optim.Optimizer, state: dict[str, Any], directory: str | os.PathLike,
+                    log_records: list[dict] | None = None) -> None:
+    """A resumable checkpoint: model, optimizer, trainer state and the training log so far,
+    replaced atomically as one unit (a log written separately could lag a checkpoint that a
+    kill interrupted between the two writes)."""
     with atomic_directory(directory) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         write_json(tmp / STATE_FILE, state)
+        write_jsonl(tmp / LOG_FILE, log_records or [])
 
 
 def find_checkpoint(directory: str | os.PathLike) -> Path | None:
@@ -43,8 +48,8 @@ def find_checkpoint(directory: str | os.PathLike) -> Path | None:
     return None
 
 
-def load_checkpoint(directory: str | os.PathLike, model, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Load weights and optimizer state in place; returns the trainer state."""
+def load_checkpoint(directory: str | os.PathLike, model, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], list[dict]]:
+    """Load weights and optimizer state in place; returns the trainer state and the training log."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -56,7 +61,8 @@ def load_checkpoint(directory: str | os.PathLike, model, optimizer: torch.optim.
         raise ValueError(f"{directory}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
     model.tie_weights()
     optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, weights_only=True, map_location="cpu"))
-    return read_json(directory / STATE_FILE)
+    log = read_jsonl(directory / LOG_FILE) if (directory / LOG_FILE).exists() else []
+    return read_json(directory / STATE_FILE), log
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):

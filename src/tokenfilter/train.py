@@ -35,10 +35,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from tokenfilter.annotate import open_scores
-from tokenfilter.checkpoint import STATE_FILE, find_checkpoint, load_checkpoint, save_checkpoint, save_model
+from tokenfilter.checkpoint import LOG_FILE, STATE_FILE, find_checkpoint, load_checkpoint, save_checkpoint, save_model
 from tokenfilter.errors import ConfigError
 from tokenfilter.filtering import TOKEN_ARMS, apply_arm, forget_flags, kept_documents, make_plan
-from tokenfilter.io import read_json, read_jsonl, write_json, write_jsonl
+from tokenfilter.io import read_json, write_json, write_jsonl
 from tokenfilter.loss import weighted_cross_entropy
 from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
 from tokenfilter.shards import TokenShard
@@ -170,19 +170,18 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     run_dir = ckpt_dir / "checkpoint"
     fingerprint = spec.fingerprint()
     state = {"step": 0, "tokens": 0, "loss_bearing": 0.0, "windows_read": 0, "resumed_from": [], "wall_time": 0.0}
+    log_records: list[dict] = []
     found = find_checkpoint(run_dir)
     if found is not None:
         saved = read_json(found / STATE_FILE)
         if saved.get("fingerprint") == fingerprint:
-            state = load_checkpoint(found, model, optimizer)
+            state, log_records = load_checkpoint(found, model, optimizer)
             torch.set_rng_state(torch.tensor(state.pop("torch_rng"), dtype=torch.uint8))
             state["resumed_from"] = state.get("resumed_from", []) + [state["step"]]
             if master:
                 log.info("resuming %s from step %d", spec.run, state["step"])
         elif master:
             log.warning("ignoring checkpoint %s: it belongs to a different run spec", found)
-    log_path = ckpt_dir / "train_log.jsonl"
-    log_records = [r for r in read_jsonl(log_path) if r["step"] <= state["step"]] if log_path.exists() and state["step"] else []
 
     raw_model = model
     if spec.compile:
@@ -197,8 +196,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     def checkpoint() -> None:
         if master:
             save_checkpoint(raw_model, optimizer, {**state, "fingerprint": fingerprint,
-                                                   "torch_rng": torch.get_rng_state().tolist()}, run_dir)
-            write_jsonl(log_path, log_records)
+                                                   "torch_rng": torch.get_rng_state().tolist()}, run_dir, log_records)
 
     snapshots = set(snapshot_steps(max_steps, spec.snapshots))
     flops_per_token = raw_model.flops_per_token(seq_len)
@@ -340,9 +338,10 @@ def _finish(spec: TrainSpec, model, ckpt_dir: Path, log_records: list[dict], sum
     shutil.rmtree(snapshot_dst, ignore_errors=True)
     snapshot_dst.mkdir()
     if snapshot_src.exists():
-        for child in sorted(snapshot_src.iterdir()):
+        # Only complete snapshots: a kill during a save can leave a hidden temporary directory.
+        for child in sorted(snapshot_src.glob("step_*")):
             shutil.copytree(child, snapshot_dst / child.name)
-    write_jsonl(out / "train_log.jsonl", log_records)
+    write_jsonl(out / LOG_FILE, log_records)
     write_json(out / "summary.json", summary)  # last: its presence marks a finished run
     if not spec.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
