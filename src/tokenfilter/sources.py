@@ -247,18 +247,21 @@ def _record_domain(value: Any, default: str, path: str, line: int | None) -> str
     return value
 
 
+def _check_keys(spec: Any, allowed: set[str], label: str) -> None:
+    """A source spec must be a mapping with only the keys its kind knows."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{label}: must be a mapping, got {type(spec).__name__}")
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ConfigError(f"{label}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face
 
 
 def _check_hf_spec(spec: Any) -> dict[str, Any]:
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"huggingface source: spec must be a mapping, got {type(spec).__name__}")
-    unknown = set(spec) - _HF_KEYS
-    if unknown:
-        raise ConfigError(
-            f"huggingface source: unknown key(s) {sorted(unknown)}; allowed: {sorted(_HF_KEYS)}"
-        )
+    _check_keys(spec, _HF_KEYS, "huggingface source: spec")
     name = spec.get("name")
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise ConfigError(
@@ -328,13 +331,7 @@ def _resolve_files_spec(spec: Any) -> list[tuple[str, str, str]]:
     owner: dict[str, str] = {}
     for i, entry in enumerate(spec):
         label = f"files source: entry {i}"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{label}: must be a mapping, got {type(entry).__name__}")
-        unknown = set(entry) - _FILES_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{label}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FILES_KEYS)}"
-            )
+        _check_keys(entry, _FILES_KEYS, label)
         pattern = entry.get("glob")
         if not isinstance(pattern, (str, os.PathLike)) or not str(pattern):
             raise ConfigError(f"{label}: 'glob' must be a non-empty string, got {pattern!r}")
