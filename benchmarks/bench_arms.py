@@ -23,35 +23,42 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def build_world(root: Path, n_docs: int) -> tuple[Path, Path]:
-    from tokenfilter.annotate import annotate_truth
-    from tokenfilter.corpus import iter_corpus
-    from tokenfilter.shards import tokenize_corpus
-    from tokenfilter.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
-    from tokenfilter.tokenizer import build_tokenizer
+    from tokenfilter.filtering.annotation import annotate
+    from tokenfilter.data.corpus import iter_corpus
+    from tokenfilter.data.shards import tokenize_corpus
+    from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+    from tokenfilter.data.tokenizer import build_tokenizer
 
     out = default_outputs(root / "data")
-    generate_synthetic(SyntheticParams(n_docs=n_docs, n_eval_docs=10), seed=1, val_fraction=0.0, out=out)
+    generate_synthetic(SyntheticParams.from_config({"n_docs": n_docs, "n_eval_docs": 10}), seed=1, val_fraction=0.0, out=out)
     tokenizer = build_tokenizer("train", (r["text"] for r in iter_corpus(out["corpus"], ["text"])), vocab_size=1024)
     shard = root / "tokens"
     tokenize_corpus(out["corpus"], tokenizer, shard, split="train", progress=False)
-    annotate_truth(shard, root / "scores", context_window=8)
+    annotate({"kind": "truth", "context_window": 8, "error_rate": 0.0}, shard, root / "scores", seed=1)
     return shard, root / "scores"
 
 
 def tokens_per_second(arm: str, shard: Path, scores: Path, root: Path, args) -> float:
-    from tokenfilter.train import TrainSpec, train
+    """Median steady-state tokens/s of one run, its spec built by the workflow's own function from
+    the default config with the benchmark's shape."""
+    from tokenfilter.config import load_config
+    from tokenfilter.config.experiments import Run, runtime_settings, train_spec
+    from tokenfilter.train.__main__ import run_spec
 
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+    config["ladder"]["bench"] = {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head,
+                                 "lr": 1.2e-2, "weight_decay": 0.1, "micro_batch_size": args.batch}
+    config["model"]["block_size"] = args.seq
+    config["training"].update(batch_tokens=args.seq * args.batch, tokens_per_param=args.tokens_per_param,
+                              snapshots=0, checkpoint_every=10**9, log_every=5, threads=args.threads)
+    config["filtering"]["filter"] = "truth"
+    config["experiments"]["bench"] = {"kind": "ladder", "arms": ["baseline", "mask", "remove"], "sizes": ["bench"]}
     tag = f"{arm}-{time.time_ns()}"
-    spec = TrainSpec(
-        run=f"bench/{tag}", arm=arm,
-        model={"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "block_size": args.seq},
-        train_shard=str(shard), scores_dir=str(scores),
-        filtering={"token_threshold": 0.5, "document_threshold": 0.3, "fraction": None, "noise": 0.0, "delay": 0.0},
-        batch_tokens=args.seq * args.batch, micro_batch_size=args.batch, tokens_per_param=args.tokens_per_param,
-        snapshots=0, checkpoint_every=10**9, log_every=5, threads=args.threads, progress=False,
-        out_dir=str(root / "runs" / tag), checkpoint_dir=str(root / "ckpt" / tag),
-    )
-    train(spec)
+    run = Run("bench", arm, "bench", "none" if arm == "baseline" else "default")
+    spec = dict(train_spec(config, run, str(shard), None if arm == "baseline" else str(scores)),
+                **runtime_settings(config), out_dir=str(root / "runs" / tag), checkpoint_dir=str(root / "ckpt" / tag),
+                progress=False)
+    run_spec(spec)
     log = [json.loads(line) for line in (root / "runs" / tag / "train_log.jsonl").read_text().splitlines()]
     steady = log[len(log) // 4:]  # skip warm-up intervals
     return statistics.median(r["tokens_per_s"] for r in steady)

@@ -1,6 +1,6 @@
 """Tokenisation throughput and peak memory of ``tokenize_corpus`` at two corpus sizes.
 
-The claim under test (``tokenfilter.shards``): tokenisation streams documents in batches and
+The claim under test (``tokenfilter.data.shards``): tokenisation streams documents in batches and
 appends to the shard files, so its memory stays flat as the corpus grows. Two built-in-world
 corpora are generated with ``generate_synthetic`` (default document recipe), one BPE tokenizer is
 trained once (on the first ``--train-docs`` documents of the smaller corpus, as the workflow's
@@ -63,8 +63,8 @@ def _peak_rss_mb() -> float:
 # --- child: one measurement in a fresh process ------------------------------------------------
 
 def child(args: argparse.Namespace) -> None:
-    from tokenfilter.shards import tokenize_corpus
-    from tokenfilter.tokenizer import load_tokenizer
+    from tokenfilter.data.shards import tokenize_corpus
+    from tokenfilter.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
     rss_before = _peak_rss_mb()
@@ -108,15 +108,15 @@ def prepare(args: argparse.Namespace) -> None:
     """Child mode: generate the corpora and train + save the tokenizer; print a JSON summary."""
     workdir, sizes = Path(args.workdir), sorted(args.sizes)
     seed, vocab, train_docs = args.seed, args.vocab, args.train_docs
-    from tokenfilter.corpus import iter_corpus
-    from tokenfilter.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
-    from tokenfilter.tokenizer import build_tokenizer
+    from tokenfilter.data.corpus import iter_corpus
+    from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+    from tokenfilter.data.tokenizer import build_tokenizer
 
     corpora: dict[int, dict] = {}
     for n in sizes:
         out = default_outputs(workdir / f"world_{n}")
         start = time.perf_counter()
-        generate_synthetic(SyntheticParams(n_docs=n, n_eval_docs=1), seed, 0.01, out)
+        generate_synthetic(SyntheticParams.from_config({"n_docs": n, "n_eval_docs": 1}), seed, 0.01, out)
         text_bytes = sum(len(r["text"].encode("utf-8")) for r in iter_corpus(out["corpus"], ["text"]))
         corpora[n] = {"corpus": str(out["corpus"]), "text_mb": text_bytes / 2**20,
                       "parquet_mb": out["corpus"].stat().st_size / 2**20,

@@ -13,14 +13,14 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small built-in world, its tokenizer and token shards (train + eval), built once."""
-    from tokenfilter.corpus import iter_corpus
-    from tokenfilter.shards import tokenize_corpus
-    from tokenfilter.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
-    from tokenfilter.tokenizer import build_tokenizer
+    from tokenfilter.data.corpus import iter_corpus
+    from tokenfilter.data.shards import tokenize_corpus
+    from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+    from tokenfilter.data.tokenizer import build_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_world")
     out = default_outputs(root / "data")
-    generate_synthetic(SyntheticParams(n_docs=600, n_eval_docs=30), seed=7, val_fraction=0.05, out=out)
+    generate_synthetic(SyntheticParams.from_config({"n_docs": 600, "n_eval_docs": 30}), seed=7, val_fraction=0.05, out=out)
     tokenizer = build_tokenizer("train", (r["text"] for r in iter_corpus(out["corpus"], ["text"])), vocab_size=384)
     tokenizer.save(root / "tokenizer" / "tokenizer.json")
     shards = {"train": root / "tokens" / "train"}

@@ -1,4 +1,4 @@
-"""Property tests of the one span→token alignment (tokenfilter.alignment).
+"""Property tests of the one span→token alignment (tokenfilter.data.alignment).
 
 The rule under test: a token is forget iff its character span [start, end) overlaps a forget
 character span; zero-width tokens (special tokens) never are. Every property is checked against
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokenfilter.alignment import merge_spans, token_labels_from_spans, token_spans_to_char_spans
+from tokenfilter.data.alignment import merge_spans, token_labels_from_spans, token_spans_to_char_spans
 
 # Deterministic (derandomised, no example database) and moderate, so the file runs in seconds.
 PROPS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -190,7 +190,7 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz ABCXYZ .,;:!?'-\n0123456789éèüöñçß
 
 @pytest.fixture(scope="module")
 def bpe():
-    from tokenfilter.tokenizer import TextTokenizer, train_bpe
+    from tokenfilter.data.tokenizer import TextTokenizer, train_bpe
 
     rng = np.random.default_rng(0)
     words = ["the", "cell", "culture", "host", "strain", "café", "naïve", "über", "größe", "日本語",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenfilter.analysis import (
+from tokenfilter.analysis.fits import (
     PowerLawFit,
     baseline_fits,
     final_losses,
@@ -22,14 +22,15 @@ from tokenfilter.analysis import (
     slowdowns,
     spearman,
 )
-from tokenfilter.plots import (
+from tokenfilter.analysis.plots import (
     plot_compute_loss,
     plot_frontier,
     plot_learning_curves,
     plot_slowdown,
     plot_threshold_pareto,
 )
-from tokenfilter.scorecard import SCORECARD_COLUMNS, evaluate_claims
+from tokenfilter.analysis.scorecard import SCORECARD_COLUMNS, evaluate_claims
+from tokenfilter.analysis.tables import pareto_table
 
 SIZES = {"xs": 1_000_000, "s": 2_000_000, "m": 4_000_000, "l": 8_000_000}
 # Baseline law per domain: L = A·C^B (B < 0: loss falls with compute).
@@ -245,7 +246,7 @@ def test_spearman():
 def _scorecard(k, doc_points, token_points):
     df = main_table(k)
     sd = slowdowns(df, baseline_fits(df))
-    return evaluate_claims(df, sd, threshold_table(doc_points, token_points))
+    return evaluate_claims(df, sd, pareto_table(threshold_table(doc_points, token_points)))
 
 
 def test_scorecard_all_claims_hold():
@@ -274,12 +275,12 @@ def test_scorecard_not_measured_on_missing_inputs():
     assert len(card) == 9
     assert (card["verdict"] == "not measured").all() and (card["row_class"] == "na").all()
     # Only the thresholds table: claim 7 measured, the rest not.
-    thr = threshold_table(DOC_DOMINATED, {"remove": TOKEN_FRONTIER})
+    thr = pareto_table(threshold_table(DOC_DOMINATED, {"remove": TOKEN_FRONTIER}))
     card = evaluate_claims(None, None, thr)
     assert card["verdict"].tolist() == ["not measured"] * 6 + ["not measured", "holds", "not measured"]
-    assert "no masking runs" in card.iloc[6]["measured"]
+    assert "no masking and document runs" in card.iloc[6]["measured"]
     # A document point the token arm cannot match at any retain cost: the claim fails.
-    card = evaluate_claims(None, None, threshold_table(DOC_LEFT, {"remove": TOKEN_FRONTIER}))
+    card = evaluate_claims(None, None, pareto_table(threshold_table(DOC_LEFT, {"remove": TOKEN_FRONTIER})))
     assert card.iloc[7]["verdict"] == "does not hold"
 
 
@@ -335,7 +336,7 @@ def test_floor_fit_recovers_an_exact_law_and_the_slowdown():
     assert fit.floor == pytest.approx(E, abs=2e-3) and fit.b == pytest.approx(b, rel=0.02)
     assert fit.r2 == pytest.approx(1.0, abs=1e-6)
     assert fit_power_law(compute, loss).r2 < fit.r2
-    from tokenfilter.analysis import loss_matched_slowdown
+    from tokenfilter.analysis.fits import loss_matched_slowdown
 
     c_f = 3e12
     slow, extrapolated, _ = loss_matched_slowdown(fit, c_f, E + A * (c_f / 20) ** b)

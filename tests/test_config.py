@@ -34,9 +34,54 @@ def error_of(config: dict) -> str:
     return str(info.value)
 
 
-def test_schema_is_the_workflow_schema():
-    assert SCHEMA_PATH == ROOT / "workflow" / "schemas" / "config.schema.yaml"
+def test_schema_ships_inside_the_package():
+    import tokenfilter
+
+    assert SCHEMA_PATH.parent == Path(tokenfilter.__file__).parent / "config"
     assert load_schema()["type"] == "object"
+    assert not (ROOT / "workflow" / "schemas").exists()  # one schema, not a copy per place
+
+
+def test_schema_has_one_top_level_properties_block():
+    """The schema once had two top-level `properties:` keys; YAML kept the second, silently
+    dropping the first block's descriptions and defaults. The strict loader rejects that."""
+    text = SCHEMA_PATH.read_text(encoding="utf-8")
+    assert len(re.findall(r"^properties:", text, flags=re.M)) == 1
+    documents = load_schema()["properties"]["data"]["properties"]["synthetic"]["properties"]["documents"]
+    assert documents["properties"]["median_sentences"]["default"] == 9.0
+
+
+def test_a_duplicate_key_is_rejected_naming_key_and_line(tmp_path):
+    from tokenfilter.config import load_yaml
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\ntraining:\n  lr: 1\n  threads: 2\n  lr: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    message = str(info.value)
+    assert "duplicate key 'lr'" in message and f"{path}:5" in message and "line 3" in message
+    with pytest.raises(ConfigError, match="duplicate key 'lr'"):
+        load_config(path)
+
+
+def test_a_schema_with_a_duplicate_key_is_rejected(tmp_path):
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("type: object\nproperties:\n  a: {type: integer}\nproperties:\n  b: {type: string}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'properties'"):
+        load_schema(schema)
+
+
+def test_defaults_live_in_the_schema_and_fill_the_dataclasses():
+    from tokenfilter.config import default_of, section_defaults
+    from tokenfilter.data.synthetic.build import SyntheticParams
+
+    params = SyntheticParams.from_config({"n_docs": 5})
+    schema_docs = section_defaults("data.synthetic.documents")
+    assert params.n_docs == 5 and params.n_eval_docs == default_of("data.synthetic.n_eval_docs")
+    assert params.documents.kinds == schema_docs["kinds"]
+    assert params.documents.doc_label_min_forget == schema_docs["doc_label_min_forget"]
+    with pytest.raises(ConfigError, match="data.synthetic"):
+        SyntheticParams.from_config({"n_docs": 0})
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -67,7 +112,6 @@ def test_defaults_are_filled(cfg):
     assert cfg["filtering"]["noise"] == 0.0 and cfg["filtering"]["delay"] == 0.0
     assert cfg["data"]["val_fraction"] == 0.01
     assert cfg["seed"] == 1337
-    assert cfg["analysis"]["scorecard"] == {"main": "main", "thresholds": "thresholds", "ablation": None}
     assert cfg["analysis"]["fit"] == "power_law"
     assert list(cfg["filters"]) == ["truth"]  # the default filter source ...
     assert cfg["filters"]["truth"]["kind"] == "truth"
@@ -154,8 +198,8 @@ CASES = {
                                 ["'experiments.thresholds'", "'f03'", "noise=0.1", "token arms only"]),
     "document_arm_with_delay": (_set("experiments.thresholds.variants.f25.delay", 0.5),
                                 ["'experiments.thresholds'", "'f25'", "delay=0.5", "token arms only"]),
-    "unknown_scorecard_series": (_set("analysis.scorecard.main", "nope"),
-                                 ["'analysis.scorecard.main'", "'nope'", "'thresholds'"]),
+    "unknown_series_kind": (_set("experiments.thresholds.kind", "sweep"),
+                            ["'experiments.thresholds.kind'", "'sweep'", "'ladder'"]),
 }
 
 
@@ -178,9 +222,8 @@ def test_truth_filter_is_fine_for_synthetic_but_files_needs_eval_text(cfg):
 
 def test_noise_on_token_arm_only_is_allowed(cfg):
     # The main series has a document arm too, so a noisy default filter needs a token-only series.
-    cfg["experiments"] = {"noisy": {"arms": ["baseline", "mask", "remove"], "sizes": ["xs"],
+    cfg["experiments"] = {"noisy": {"kind": "filter", "arms": ["baseline", "mask", "remove"], "sizes": ["xs"],
                                     "variants": {"n10": {"noise": 0.1}, "d50": {"delay": 0.5}}}}
-    cfg["analysis"] = {"scorecard": {"main": None, "thresholds": None}}
     validate_config(cfg)
 
 

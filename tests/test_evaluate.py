@@ -1,12 +1,13 @@
-"""Text evaluation and the ground-truth filter source."""
+"""Text evaluation, the ground-truth filter source and scattered annotation."""
 
 import numpy as np
+import pytest
 import torch
 
-from tokenfilter.annotate import annotate_truth, open_scores, truth_token_scores
-from tokenfilter.evaluate import text_loss
+from tokenfilter.filtering.annotation import annotate, open_scores, part_range, truth_token_scores
+from tokenfilter.evaluate.text import text_loss
 from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
-from tokenfilter.shards import TokenShard
+from tokenfilter.data.shards import TokenShard
 
 
 def test_text_loss_is_the_token_mean_cross_entropy(tiny_world):
@@ -38,8 +39,11 @@ def test_truth_scores_select_exactly_the_labels_at_one_half():
     assert scores[8] > scores[9] > 0
 
 
+TRUTH = {"kind": "truth", "context_window": 4, "error_rate": 0.0}
+
+
 def test_annotation_matches_the_shard_and_never_scores_end_of_text(tiny_world, tmp_path):
-    annotate_truth(tiny_world["shards"]["train"], tmp_path / "truth", context_window=4)
+    annotate(TRUTH, tiny_world["shards"]["train"], tmp_path / "truth", seed=0)
     shard = TokenShard.open(tiny_world["shards"]["train"])
     scores, doc_scores = open_scores(tmp_path / "truth")
     assert len(scores) == shard.n_tokens and len(doc_scores) == len(shard.docs)
@@ -47,3 +51,37 @@ def test_annotation_matches_the_shard_and_never_scores_end_of_text(tiny_world, t
     assert (np.asarray(scores)[np.asarray(shard.tokens) == eot] == 0).all()
     assert ((np.asarray(scores) >= 0.5) == (np.asarray(shard.labels) == 1)).all()
     np.testing.assert_allclose(doc_scores, shard.docs["n_forget"] / (shard.docs["length"] - 1), rtol=1e-6)
+
+
+def test_scattered_annotation_equals_one_pass(tiny_world, tmp_path):
+    """Parts are contiguous token ranges scored separately (as the workflow's scattered jobs do)
+    and gathered; with a non-zero error rate and forget spans crossing part boundaries, the result
+    is byte-for-byte the unscattered annotation."""
+    shard = TokenShard.open(tiny_world["shards"]["train"])
+    labels = np.asarray(shard.labels)
+    spec = dict(TRUTH, error_rate=0.11)
+    annotate(spec, shard.directory, tmp_path / "one", seed=3, n_parts=1)
+    one = {name: (tmp_path / "one" / name).read_bytes() for name in ("token_scores.bin", "doc_scores.npy")}
+    inside_a_span = 0
+    for n_parts in (3, 5, 7):
+        cuts = [part_range(shard.n_tokens, i, n_parts)[0] for i in range(1, n_parts)]
+        inside_a_span += sum(int(labels[c - 1] == 1 and labels[c] == 1) for c in cuts)
+        annotate(spec, shard.directory, tmp_path / f"parts{n_parts}", seed=3, n_parts=n_parts)
+        for name, expected in one.items():
+            assert (tmp_path / f"parts{n_parts}" / name).read_bytes() == expected, (n_parts, name)
+    assert inside_a_span >= 1  # some boundary cut through a forget span
+    scores, _ = open_scores(tmp_path / "one")
+    flipped = (np.asarray(scores) >= 0.5) != (labels == 1)
+    text = np.asarray(shard.tokens) != shard.meta["special_ids"]["eot"]
+    assert 0.08 < flipped[text].mean() < 0.14  # the simulated classifier errs at its rate
+
+
+def test_gather_refuses_parts_that_do_not_tile_the_shard(tiny_world, tmp_path):
+    from tokenfilter.filtering.annotation import annotate_part, gather_parts
+
+    shard = tiny_world["shards"]["train"]
+    for i in (0, 2):  # part 1 of 3 is missing
+        annotate_part(TRUTH, shard, i, 3, 0, tmp_path / f"p{i}")
+    with pytest.raises(ValueError, match="do not tile"):
+        gather_parts([tmp_path / "p0", tmp_path / "p2"], shard, TRUTH, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tokenfilter.errors import ConfigError
-from tokenfilter.filtering import (
+from tokenfilter.filtering.arms import (
     FilterPlan,
     apply_arm,
     document_threshold_for_fraction,

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from tokenfilter.loss import weighted_cross_entropy
-from tokenfilter.model import (
+from tokenfilter.model.loss import weighted_cross_entropy
+from tokenfilter.model.gpt import (
     TokenFilterConfig,
     ReLUSquared,
     TokenFilterForCausalLM,

@@ -11,11 +11,11 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 import numpy as np
 import pytest
 
-from tokenfilter.alignment import token_labels_from_spans
-from tokenfilter.corpus import make_record, read_corpus, write_corpus
-from tokenfilter.shards import DOC_DTYPE, TokenShard, tokenize_corpus
-from tokenfilter.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
-from tokenfilter.tokenizer import build_tokenizer
+from tokenfilter.data.alignment import token_labels_from_spans
+from tokenfilter.data.corpus import make_record, read_corpus, write_corpus
+from tokenfilter.data.shards import DOC_DTYPE, TokenShard, tokenize_corpus
+from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+from tokenfilter.data.tokenizer import build_tokenizer
 
 FILES = ("tokens.bin", "labels.bin", "docs.bin")
 
@@ -32,7 +32,7 @@ EDGE_TEXTS = [
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     out = default_outputs(root / "data")
-    generate_synthetic(SyntheticParams(n_docs=300, n_eval_docs=5), seed=11, val_fraction=0.2, out=out)
+    generate_synthetic(SyntheticParams.from_config({"n_docs": 300, "n_eval_docs": 5}), seed=11, val_fraction=0.2, out=out)
     corpus = read_corpus(out["corpus"])
     tok = build_tokenizer("train", list(corpus["text"]) + EDGE_TEXTS, vocab_size=512)
     shard_dir = root / "tokens" / "all"

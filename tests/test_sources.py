@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tokenfilter.corpus import DOCUMENT_DOMAINS, read_corpus
+from tokenfilter.data.corpus import DOCUMENT_DOMAINS, read_corpus
 from tokenfilter.errors import ConfigError, InputError
-from tokenfilter.sources import RawDocument, ingest, iter_documents
+from tokenfilter.data.sources import RawDocument, ingest, iter_documents
 
 
 def _jsonl(path, records):
@@ -266,14 +266,14 @@ def test_bad_record_is_an_error_naming_file_and_line(work, case):
 def test_bad_record_skipped_is_counted_and_logged(work, case, caplog):
     name, _, line, words, reason, n_good = BAD_CASES[case]
     spec = _write_bad_case(work, case)
-    with caplog.at_level(logging.WARNING, logger="tokenfilter.sources"):
+    with caplog.at_level(logging.WARNING, logger="tokenfilter.data.sources"):
         summary = ingest(
             "files", spec, work / "c.parquet", val_fraction=0.1, seed=0, on_bad_record="skip"
         )
     assert summary["skipped"] == {reason: 1}
     assert summary["n_docs"] == 1 + n_good
     assert len(read_corpus(work / "c.parquet")) == 1 + n_good
-    warnings = [r for r in caplog.records if r.name == "tokenfilter.sources"]
+    warnings = [r for r in caplog.records if r.name == "tokenfilter.data.sources"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert f"{name}:{line}" in warnings[0].getMessage()
     assert words[0] in warnings[0].getMessage()
@@ -308,7 +308,7 @@ def test_parquet_bad_rows_are_numbered_from_one(work, case, caplog):
     with pytest.raises(InputError, match=rf"^p\.parquet:{row}: .*{words}"):
         list(iter_documents("files", [{"glob": "*.parquet"}]))
     skipped = collections.Counter()
-    with caplog.at_level(logging.WARNING, logger="tokenfilter.sources"):
+    with caplog.at_level(logging.WARNING, logger="tokenfilter.data.sources"):
         docs = list(
             iter_documents("files", [{"glob": "*.parquet"}], on_bad_record="skip", skipped=skipped)
         )
@@ -483,7 +483,7 @@ def test_huggingface_missing_text_field_names_dataset_and_row(hf_dir, caplog):
     assert (info.value.path, info.value.line) == (f"{name}:train", 9)
     assert str(info.value) == f"{name}:train:9: missing text field 'body'"
     skipped = collections.Counter()
-    with caplog.at_level(logging.WARNING, logger="tokenfilter.sources"):
+    with caplog.at_level(logging.WARNING, logger="tokenfilter.data.sources"):
         docs = list(iter_documents("huggingface", spec, on_bad_record="skip", skipped=skipped))
     assert len(docs) == 9 and skipped == {"missing_text": 1}
     assert f"{name}:train:9" in caplog.text

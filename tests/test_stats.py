@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenfilter.corpus import make_record, write_corpus
+from tokenfilter.data.corpus import make_record, write_corpus
 from tokenfilter.io import write_json
-from tokenfilter.shards import DOC_DTYPE, TokenShard, tokenize_corpus
-from tokenfilter.stats import PAPER_STATS, corpus_stats, forget_fractions, plot_forget_histogram, stats_table
-from tokenfilter.tokenizer import build_tokenizer
+from tokenfilter.data.shards import DOC_DTYPE, TokenShard, tokenize_corpus
+from tokenfilter.data.stats import PAPER_STATS, corpus_stats, forget_fractions, plot_forget_histogram, stats_table
+from tokenfilter.data.tokenizer import build_tokenizer
 
 # (text, forget spans): with a byte-alphabet-only BPE every ASCII character is one token, so the
 # token counts are the character counts and the forget tokens are the characters inside spans.

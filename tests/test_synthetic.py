@@ -13,11 +13,10 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 import numpy as np
 import pytest
 
-from tokenfilter.corpus import assign_split, read_corpus, text_hash
+from tokenfilter.data.corpus import assign_split, read_corpus, text_hash
 from tokenfilter.io import read_json, read_jsonl
-from tokenfilter.synthetic.build import EVAL_DOMAINS, SyntheticParams, default_outputs, generate_synthetic
-from tokenfilter.synthetic.documents import forget_fraction
-from tokenfilter.synthetic.world import build_world
+from tokenfilter.data.synthetic.build import EVAL_DOMAINS, SyntheticParams, default_outputs, generate_synthetic, world_of
+from tokenfilter.data.synthetic.documents import forget_fraction
 
 SEED = 5
 N_DOCS = 600
@@ -26,7 +25,7 @@ AMBIGUOUS = ("culture", "host", "treatment", "infection", "strain", "resistance"
 
 def _generate(root, seed=SEED, n_docs=N_DOCS, val_fraction=0.05):
     out = default_outputs(root)
-    summary = generate_synthetic(SyntheticParams(n_docs=n_docs, n_eval_docs=20), seed, val_fraction, out)
+    summary = generate_synthetic(SyntheticParams.from_config({"n_docs": n_docs, "n_eval_docs": 20}), seed, val_fraction, out)
     return out, summary
 
 
@@ -35,7 +34,7 @@ def small(tmp_path_factory):
     out, summary = _generate(tmp_path_factory.mktemp("world_a"))
     corpus = read_corpus(out["corpus"])
     corpus["spans"] = [[tuple(s) for s in spans] for spans in corpus["forget_spans"]]
-    return {"out": out, "summary": summary, "corpus": corpus, "world": build_world(SEED)}
+    return {"out": out, "summary": summary, "corpus": corpus, "world": world_of(SyntheticParams.from_config({}), SEED)}
 
 
 def _files(root):
@@ -86,7 +85,8 @@ def test_different_seed_gives_different_world(small, tmp_path):
     root_a = small["out"]["corpus"].parent
     for name in ("mcq/forget.jsonl", "instruct.jsonl", "eval/forget.parquet"):
         assert not filecmp.cmp(root_a / name, tmp_path / "world_c" / name, shallow=False), name
-    assert build_world(SEED).entities["disease"] != build_world(SEED + 1).entities["disease"]
+    default = SyntheticParams.from_config({})
+    assert world_of(default, SEED).entities["disease"] != world_of(default, SEED + 1).entities["disease"]
 
 
 # --- the pretraining corpus and its spans ---------------------------------------------------------
@@ -259,9 +259,9 @@ def test_training_sets_use_facts_disjoint_from_mcq_eval(small):
 # --- App C.2 statistics (the acceptance criterion) --------------------------------------
 
 def test_corpus_statistics_match_paper_app_c2(tmp_path):
-    from tokenfilter.shards import TokenShard, tokenize_corpus
-    from tokenfilter.stats import corpus_stats
-    from tokenfilter.tokenizer import build_tokenizer
+    from tokenfilter.data.shards import TokenShard, tokenize_corpus
+    from tokenfilter.data.stats import corpus_stats
+    from tokenfilter.data.tokenizer import build_tokenizer
 
     out, _ = _generate(tmp_path / "big", seed=1337, n_docs=4000, val_fraction=0.01)
     texts = read_corpus(out["corpus"], ["text"])["text"].tolist()
@@ -280,7 +280,7 @@ def test_corpus_statistics_match_paper_app_c2(tmp_path):
 def test_small_worlds_allowed_by_schema_generate(tmp_path, override):
     from tokenfilter.errors import ConfigError
 
-    params = SyntheticParams(n_docs=30, n_eval_docs=3, **override)
+    params = SyntheticParams.from_config({"n_docs": 30, "n_eval_docs": 3, **override})
     try:
         summary = generate_synthetic(params, 1, 0.1, default_outputs(tmp_path))
     except ConfigError as exc:  # acceptable: a clear error naming the setting

@@ -13,7 +13,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tokenfilter.errors import ConfigError
-from tokenfilter.tokenizer import (
+from tokenfilter.data.tokenizer import (
     META_FILE,
     SPECIAL_TOKENS,
     TextTokenizer,

@@ -1,5 +1,6 @@
 """The trainer: schedule, accounting, gradient accumulation, and exact resume after a kill."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,32 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokenfilter.annotate import annotate_truth
+from helpers import MODEL, pretrain_spec
+from tokenfilter.filtering.annotation import annotate
 from tokenfilter.io import read_jsonl
-from tokenfilter.train import TrainSpec, lr_at, snapshot_steps, train
-
-MODEL = {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 32}
+from tokenfilter.train.loop import TrainSpec, lr_at, snapshot_steps
+from tokenfilter.train.pretraining import pretrain as train
 
 
 @pytest.fixture(scope="module")
 def scores_dir(tiny_world):
     out = tiny_world["root"] / "annotate" / "truth"
     if not out.exists():
-        annotate_truth(tiny_world["shards"]["train"], out, context_window=4)
+        annotate({"kind": "truth", "context_window": 4, "error_rate": 0.0}, tiny_world["shards"]["train"], out, seed=0)
     return out
 
 
 def _spec(tiny_world, scores_dir, tmp_path, name="run", **overrides) -> TrainSpec:
-    fields = dict(
-        run=f"test/{name}", arm="mask", model=MODEL, train_shard=str(tiny_world["shards"]["train"]),
-        scores_dir=str(scores_dir),
-        filtering={"token_threshold": 0.5, "document_threshold": 0.3, "fraction": None, "noise": 0.0, "delay": 0.0},
-        lr=1e-2, batch_tokens=512, micro_batch_size=16, tokens_per_param=4, snapshots=2,
-        checkpoint_every=10, log_every=1, out_dir=str(tmp_path / f"{name}_out"),
-        checkpoint_dir=str(tmp_path / f"{name}_ckpt"), progress=False,
-    )
-    fields.update(overrides)
-    return TrainSpec(**fields)
+    if "tokens_per_param" in overrides:
+        overrides["budget"] = {"tokens_per_param": overrides.pop("tokens_per_param")}
+    if "budget" in overrides and isinstance(overrides["budget"], str):
+        overrides["count"] = overrides.pop("budget")
+    return pretrain_spec(tiny_world["shards"]["train"], scores_dir, tmp_path, name, **overrides)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -84,7 +80,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_world, scores_dir, tmp_
 
 def _launch(spec: TrainSpec, tmp_path: Path) -> subprocess.Popen:
     spec_path = tmp_path / f"{Path(spec.out_dir).name}.json"
-    spec_path.write_text(json.dumps(spec.__dict__))
+    spec_path.write_text(json.dumps(dataclasses.asdict(spec)))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "tokenfilter.train", str(spec_path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -150,7 +146,7 @@ def test_ddp_on_two_processes_matches_one_process(tiny_world, scores_dir, tmp_pa
     train(single)
     ddp = _spec(tiny_world, scores_dir, tmp_path, "ddp", tokens_per_param=2, snapshots=0, micro_batch_size=8)
     spec_path = tmp_path / "ddp.json"
-    spec_path.write_text(json.dumps(ddp.__dict__))
+    spec_path.write_text(json.dumps(dataclasses.asdict(ddp)))
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "tokenfilter.train",
                            str(spec_path)], capture_output=True, text=True, timeout=300)
@@ -167,7 +163,7 @@ def test_checkpoint_and_its_log_are_replaced_as_one_unit(tmp_path, monkeypatch):
     exactly its steps: a resumed run never sees a log that lags or leads its weights."""
     import torch
 
-    from tokenfilter import checkpoint as ckpt
+    from tokenfilter.model import checkpoint as ckpt
     from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
 
     model = TokenFilterForCausalLM(TokenFilterConfig(vocab_size=64, **MODEL))

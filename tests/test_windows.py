@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from tokenfilter.annotate import truth_document_scores
-from tokenfilter.filtering import FilterPlan, kept_documents
-from tokenfilter.shards import TokenShard
-from tokenfilter.windows import TrainingWindows
+from tokenfilter.filtering.annotation import truth_document_scores
+from tokenfilter.filtering.arms import FilterPlan, kept_documents
+from tokenfilter.data.shards import TokenShard
+from tokenfilter.train.windows import TrainingWindows
 
 
 def test_windows_are_a_function_of_seed_and_index(tiny_world):

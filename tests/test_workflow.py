@@ -51,10 +51,16 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
     results = tiny_run / "results"
     stats = pd.read_csv(results / "data" / "stats.csv")
     assert {"docs_without_forget_pct", "docs_over_10pct_forget_pct"} <= set(stats["statistic"])
-    for series in ("main", "thresholds"):
-        for name in ("compute_loss.png", "learning_curves.png", "frontier.png", "slowdown.png", "pareto.png",
-                     "fits.html", "slowdowns.html"):
+    # Every series gets its tables, learning curves and frontier; each kind its own figures only.
+    kind_figures = {"main": ["compute_loss.png", "slowdown.png"], "thresholds": ["pareto.png", "pareto.csv"],
+                    "perfect_filter": ["filter_comparison.png", "filter_comparison.csv"]}
+    every = ["learning_curves.png", "frontier.png", "fits.html", "slowdowns.html", "slowdowns.csv"]
+    all_figures = {name for names in kind_figures.values() for name in names}
+    for series, own in kind_figures.items():
+        for name in every + own:
             assert (results / "analysis" / series / name).stat().st_size > 0, (series, name)
+        for name in all_figures - set(own):
+            assert not (results / "analysis" / series / name).exists(), (series, name)
     losses = pd.read_csv(results / "analysis" / "main" / "losses.csv")
     assert set(losses["arm"]) == {"baseline", "document", "mask", "remove"}
     assert set(losses["size"]) == {"a", "b", "c"}
@@ -78,9 +84,10 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
-    assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "scorecard", "all"}, jobs
+    assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "plot_compute_loss", "plot_slowdown",
+                         "compare_pareto", "compare_filters", "scorecard", "all"}, jobs
     from tokenfilter.config import load_config
-    from tokenfilter.experiments import all_runs
+    from tokenfilter.config.experiments import all_runs
 
     assert jobs["evaluate_text"] == len(all_runs(load_config(TINY)))
 
@@ -107,7 +114,9 @@ def test_report_is_one_self_contained_html(tiny_run):
     snakemake(tiny_run, "--configfile", str(TINY), "--report", "report.html")
     html = (tiny_run / "report.html").read_text(errors="ignore")
     assert len(html) > 100_000
-    assert "scorecard" in html.lower() and "Pretraining: main" in html
+    assert "scorecard" in html.lower() and "Series main" in html
+    # No reStructuredText problem is shown to a reader (e.g. duplicate target names).
+    assert "System Message" not in html and "Duplicate explicit target" not in html
 
 
 @pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
@@ -156,8 +165,8 @@ def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
     }
     config["filters"] = {"clf": {"kind": "classifier", "classifier": "bilm"}}
     config["filtering"]["filter"] = "clf"
+    config["judge"] = {"kind": "provenance"}
     del config["experiments"]["perfect_filter"]
-    config["analysis"]["scorecard"]["ablation"] = None
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

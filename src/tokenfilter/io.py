@@ -54,7 +54,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
     An existing ``path`` is moved aside (``.<name>.old``) before the new one is renamed in and
     only then deleted, so at every moment one complete copy is on disk (resumable checkpoints
-    rely on this: :func:`tokenfilter.checkpoint.find_checkpoint` also looks at the ``.old`` copy).
+    rely on this: :func:`tokenfilter.model.checkpoint.find_checkpoint` also looks at the ``.old`` copy).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

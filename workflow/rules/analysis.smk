@@ -1,6 +1,7 @@
-# Analysis stage (DESIGN §3 analysis.smk): per-series tables and figures, and the claims scorecard.
+# Analysis stage (DESIGN §3 analysis.smk): per-series tables, the figures of each series' kind,
+# and the claims scorecard (which reads the tables; it does not refit).
 
-ANALYSIS_RESOURCES = resources_of("default")
+ANALYSIS = resources_of("analysis")
 
 
 rule tabulate_losses:
@@ -13,8 +14,8 @@ rule tabulate_losses:
     log:
         "results/logs/analysis/{series}/tabulate_losses.log",
     resources:
-        mem_mb=ANALYSIS_RESOURCES["mem_mb"],
-        runtime=ANALYSIS_RESOURCES["runtime"],
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
     conda:
         "../envs/tokenfilter.yaml"
     script:
@@ -29,43 +30,120 @@ rule analyze_series:
         fits_csv="results/analysis/{series}/fits.csv",
         slowdowns=report("results/analysis/{series}/slowdowns.html", caption="../report/slowdowns_table.rst", category=series_category, labels=series_labels("loss-matched slowdowns (table)")),
         slowdowns_csv="results/analysis/{series}/slowdowns.csv",
-        compute_loss=report("results/analysis/{series}/compute_loss.png", caption="../report/compute_loss.rst", category=series_category, labels=series_labels("compute-loss curves (Fig 16)")),
+        slowdowns_all_forms="results/analysis/{series}/slowdowns_all_forms.csv",
         learning_curves=report("results/analysis/{series}/learning_curves.png", caption="../report/learning_curves.rst", category=series_category, labels=series_labels("learning curves")),
         frontier=report("results/analysis/{series}/frontier.png", caption="../report/frontier.rst", category=series_category, labels=series_labels("forget-retain frontier (Fig 4)")),
-        slowdown=report("results/analysis/{series}/slowdown.png", caption="../report/slowdown.rst", category=series_category, labels=series_labels("loss-matched slowdown (Figs 1, 19)")),
-        pareto=report("results/analysis/{series}/pareto.png", caption="../report/pareto.rst", category=series_category, labels=series_labels("token vs document Pareto (Fig 3)")),
     params:
         fit_sizes=config["analysis"]["fit_sizes"],
         fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/{series}/analyze_series.log",
     resources:
-        mem_mb=ANALYSIS_RESOURCES["mem_mb"],
-        runtime=ANALYSIS_RESOURCES["runtime"],
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
     conda:
         "../envs/tokenfilter.yaml"
     script:
         "../scripts/analyze_series.py"
 
 
+# --- figures of one kind of series ------------------------------------------------------------
+
+
+rule plot_compute_loss:
+    input:
+        table="results/analysis/{series}/losses.csv",
+        fits="results/analysis/{series}/fits.csv",
+    output:
+        figure=report("results/analysis/{series}/compute_loss.png", caption="../report/compute_loss.rst", category=series_category, labels=series_labels("compute-loss curves (Fig 16)")),
+    params:
+        fit_form=config["analysis"]["fit"],
+    log:
+        "results/logs/analysis/{series}/plot_compute_loss.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/plot_compute_loss.py"
+
+
+rule plot_slowdown:
+    input:
+        slowdowns="results/analysis/{series}/slowdowns.csv",
+    output:
+        figure=report("results/analysis/{series}/slowdown.png", caption="../report/slowdown.rst", category=series_category, labels=series_labels("loss-matched slowdown (Figs 1, 19)")),
+    log:
+        "results/logs/analysis/{series}/plot_slowdown.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/plot_slowdown.py"
+
+
+rule compare_pareto:
+    input:
+        table="results/analysis/{series}/losses.csv",
+    output:
+        points="results/analysis/{series}/pareto.csv",
+        figure=report("results/analysis/{series}/pareto.png", caption="../report/pareto.rst", category=series_category, labels=series_labels("token vs document Pareto (Fig 3)")),
+    log:
+        "results/logs/analysis/{series}/compare_pareto.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/compare_pareto.py"
+
+
+rule compare_filters:
+    input:
+        table="results/analysis/{series}/losses.csv",
+        main=lambda wc: f"results/analysis/{series_of_kind(config, 'ladder')[0]}/losses.csv",
+    output:
+        table="results/analysis/{series}/filter_comparison.csv",
+        figure=report("results/analysis/{series}/filter_comparison.png", caption="../report/filter_comparison.rst", category=series_category, labels=series_labels("arms with each filter")),
+    params:
+        main_filter=lambda wc: ", ".join(series_filters(config, series_of_kind(config, "ladder")[0])),
+        series_filter=lambda wc: ", ".join(series_filters(config, wc.series)),
+    log:
+        "results/logs/analysis/{series}/compare_filters.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/compare_filters.py"
+
+
+# --- the claims scorecard ------------------------------------------------------------------------
+
+
 rule scorecard:
     input:
-        unpack(scorecard_inputs),
+        scorecard_inputs,
     output:
         csv="results/analysis/scorecard.csv",
         html=report("results/analysis/scorecard.html", caption="../report/scorecard.rst", category="0. Claims scorecard", labels={"table": "claims scorecard"}),
         findings=report("results/analysis/findings.html", caption="../report/findings.rst", category="0. Claims scorecard", labels={"table": "findings"}),
     params:
-        fit_sizes=config["analysis"]["fit_sizes"],
-        main_filter=series_filter("main"),
-        ablation_filter=series_filter("ablation"),
-        filter_specs=canonical(config["filters"]),
+        tables=scorecard_tables(),
         fit_form=config["analysis"]["fit"],
+        main_filter=", ".join(series_filters(config, series_of_kind(config, "ladder")[0])) if series_of_kind(config, "ladder") else None,
+        filter_names={s: ", ".join(series_filters(config, s)) for s in series_of_kind(config, "filter")},
+        filter_specs=canonical(config["filters"]),
     log:
         "results/logs/analysis/scorecard.log",
     resources:
-        mem_mb=ANALYSIS_RESOURCES["mem_mb"],
-        runtime=ANALYSIS_RESOURCES["runtime"],
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
     conda:
         "../envs/tokenfilter.yaml"
     script:

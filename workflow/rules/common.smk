@@ -1,23 +1,29 @@
 # Shared helpers of the rules: config validation, runs and resources from config, target lists.
-import tokenfilter
-from tokenfilter.config import canonical, load_schema, validate_config
-from tokenfilter.experiments import (
-    ARMS,
+from tokenfilter import ARMS, DOMAINS
+from tokenfilter.config import canonical, check_config_files, default_of, validate_config
+from tokenfilter.config.experiments import (
     BASELINE_SERIES,
+    RUN_PATTERN,
+    Run,
     all_runs,
     filter_of,
+    series_filters,
+    series_kind,
+    series_of_kind,
     series_runs,
     size_resources,
     train_spec,
-    Run,
 )
 
-# Validate before any job is scheduled; a ConfigError names the key, the value and what is allowed.
-validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+# Validate before any job is scheduled; a ConfigError names the file and line of a duplicate key,
+# or the key, the value and what is allowed.
+check_config_files(workflow.configfiles)
+validate_config(config)
 
-DOMAINS = list(tokenfilter.DOMAINS)
 TOKEN_SPLITS = ["train", "val"] + [f"eval_{d}" for d in DOMAINS]
 SERIES = list(config["experiments"])
+RUN = RUN_PATTERN  # "{series}/{arm}/{size}/{variant}": the wildcards of every per-run rule
+TRAIN_SHARD = "results/data/tokens/train"
 
 
 wildcard_constraints:
@@ -31,11 +37,10 @@ wildcard_constraints:
 
 
 def resources_of(section):
-    """Resources of a rule group (`resources.<section>`, falling back to `resources.default`)."""
-    merged = {"gpu": 0, "cpus": 1, "mem_mb": 4000, "runtime": 60}
-    merged.update(config["resources"].get("default", {}))
-    merged.update(config["resources"].get(section, {}))
-    return merged
+    """Resources of a rule group (`resources.<section>`, or `<section>.resources` for a stage with
+    its own config section such as `evaluation`), falling back to `resources.default`."""
+    own = config["resources"].get(section) or config.get(section, {}).get("resources") or {}
+    return {**default_of("resources.default"), **config["resources"]["default"], **own}
 
 
 def corpus_of_split(wildcards):
@@ -46,47 +51,30 @@ def corpus_of_split(wildcards):
 
 
 def synthetic_params():
-    from tokenfilter.synthetic.build import SyntheticParams
+    from tokenfilter.data.synthetic.build import SyntheticParams
 
     return SyntheticParams.from_config(config["data"].get("synthetic", {}))
 
 
-def run_of(wildcards):
-    return Run(wildcards.series, wildcards.arm, wildcards.size, wildcards.variant)
-
-
 def scores_of_run(wildcards):
     """The annotation a run reads: its filter source's scores (none for the baseline)."""
-    name = filter_of(config, run_of(wildcards))
+    name = filter_of(config, Run.from_wildcards(wildcards))
     return [] if name is None else [f"results/annotate/{name}"]
-
-
-TRAIN_SHARD = "results/data/tokens/train"
 
 
 def train_spec_of(wildcards):
     # A function of the wildcards only: Snakemake compares params that depend on `input` only
     # when the job runs, so a changed spec would not trigger a rerun.
     scores = scores_of_run(wildcards)
-    return canonical(train_spec(config, run_of(wildcards), TRAIN_SHARD, scores[0] if scores else None))
+    return canonical(train_spec(config, Run.from_wildcards(wildcards), TRAIN_SHARD, scores[0] if scores else None))
 
 
 def series_category(wildcards):
-    return f"2. Pretraining: {wildcards.series}"
+    return f"2. Series {wildcards.series}"
 
 
 def series_labels(what):
     return lambda wildcards: {"series": wildcards.series, "figure": what}
-
-
-def scorecard_inputs(wildcards):
-    roles = config["analysis"]["scorecard"]
-    inputs = {}
-    for role in ("main", "thresholds", "ablation"):
-        series = roles.get(role)
-        if series:
-            inputs[f"{role}_losses"] = f"results/analysis/{series}/losses.csv"
-    return inputs
 
 
 def series_table_runs(series):
@@ -96,13 +84,28 @@ def series_table_runs(series):
     return sorted(set(series_runs(config, series)) | baselines)
 
 
-def series_filter(role):
-    """The filter the runs of the series in a scorecard role use (None if no such series)."""
-    series = config["analysis"]["scorecard"].get(role)
-    if not series:
-        return None
-    names = {filter_of(config, run) for run in series_runs(config, series)} - {None}
-    return ", ".join(sorted(names)) or None
+def scorecard_tables():
+    """{kind: {series: {table: path}}}: the analysis tables the scorecard reads, found by kind."""
+    tables = {
+        "ladder": {s: {t: f"results/analysis/{s}/{t}.csv" for t in ("losses", "slowdowns", "slowdowns_all_forms", "fits")}
+                   for s in series_of_kind(config, "ladder")},
+        "thresholds": {s: {"pareto": f"results/analysis/{s}/pareto.csv"} for s in series_of_kind(config, "thresholds")},
+        "filter": {s: {"losses": f"results/analysis/{s}/losses.csv"} for s in series_of_kind(config, "filter")},
+    }
+    return tables
+
+
+def scorecard_inputs(wildcards):
+    return sorted({path for by_series in scorecard_tables().values() for paths in by_series.values()
+                   for path in paths.values()})
+
+
+# Figures each kind of series draws besides the common ones (rules in analysis.smk).
+KIND_FIGURES = {
+    "ladder": ["compute_loss.png", "slowdown.png"],
+    "thresholds": ["pareto.png"],
+    "filter": ["filter_comparison.png"],
+}
 
 
 def all_targets():
@@ -110,6 +113,8 @@ def all_targets():
     if config["data"]["source"] == "synthetic":
         targets.append("results/data/stats.json")
     for series in SERIES:
-        targets.append(f"results/analysis/{series}/slowdown.png")
+        targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
+                                                                      "learning_curves.png"]]
+        targets += [f"results/analysis/{series}/{name}" for name in KIND_FIGURES[series_kind(config, series)]]
     targets += ["results/analysis/scorecard.html", "results/analysis/findings.html"]
     return targets

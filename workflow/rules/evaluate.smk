@@ -1,28 +1,28 @@
 # Evaluation stage (DESIGN §3 evaluate.smk): text losses of every model on the held-out text sets.
 
-EVAL_RESOURCES = resources_of("evaluation")
-
 
 rule evaluate_text:
     input:
-        summary="results/pretrain/{series}/{arm}/{size}/{variant}/summary.json",
-        model="results/pretrain/{series}/{arm}/{size}/{variant}/model/model.safetensors",
-        snapshots="results/pretrain/{series}/{arm}/{size}/{variant}/snapshots",
+        summary=f"results/pretrain/{RUN}/summary.json",
+        model=f"results/pretrain/{RUN}/model/model.safetensors",
+        snapshots=f"results/pretrain/{RUN}/snapshots",
+        train_log=f"results/pretrain/{RUN}/train_log.jsonl",
         eval_shards=expand("results/data/tokens/eval_{domain}", domain=DOMAINS),
     output:
-        losses="results/evaluate/{series}/{arm}/{size}/{variant}/text_loss.json",
+        losses=f"results/evaluate/{RUN}/text_loss.json",
     params:
-        run_dir=lambda wc: f"results/pretrain/{wc.series}/{wc.arm}/{wc.size}/{wc.variant}",
         domains=DOMAINS,
         max_tokens=config["evaluation"]["max_tokens"],
         batch_size=config["evaluation"]["batch_size"],
         snapshots=config["evaluation"]["snapshots"],
     log:
-        "results/logs/evaluate/{series}/{arm}/{size}/{variant}.log",
+        f"results/logs/evaluate/{RUN}.log",
+    benchmark:
+        f"results/benchmarks/evaluate/{RUN}.tsv"
     resources:
-        gpu=EVAL_RESOURCES["gpu"],
-        mem_mb=EVAL_RESOURCES["mem_mb"],
-        runtime=EVAL_RESOURCES["runtime"],
+        gpu=resources_of("evaluation")["gpu"],
+        mem_mb=resources_of("evaluation")["mem_mb"],
+        runtime=resources_of("evaluation")["runtime"],
     conda:
         "../envs/tokenfilter.yaml"
     script:

@@ -1,9 +1,9 @@
-"""Fits, slowdowns and figures of one series."""
+"""Fits, slowdowns and the figures every series gets."""
 
 import pandas as pd
 
+from tokenfilter.analysis.tables import series_analysis
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.tables import series_analysis
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

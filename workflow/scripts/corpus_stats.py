@@ -2,9 +2,9 @@
 
 from tokenfilter.io import write_json
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.report_tables import write_table
-from tokenfilter.shards import TokenShard
-from tokenfilter.stats import corpus_stats, plot_forget_histogram, stats_table
+from tokenfilter.report.tables import write_table
+from tokenfilter.data.shards import TokenShard
+from tokenfilter.data.stats import corpus_stats, plot_forget_histogram, stats_table
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

@@ -1,17 +1,21 @@
 """Text losses of one run's final model and snapshots on every held-out text set."""
 
-from tokenfilter.evaluate import evaluate_run
+from pathlib import Path
+
+from tokenfilter.evaluate.text import evaluate_run
 from tokenfilter.io import write_json
 from tokenfilter.logs import setup_job_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
 result = evaluate_run(
-    sm.params.run_dir,
-    dict(zip(sm.params.domains, sm.input.eval_shards)),
+    model_dir=Path(sm.input.model).parent,
+    snapshots_dir=sm.input.snapshots if sm.params.snapshots else None,
+    summary_path=sm.input.summary,
+    train_log_path=sm.input.train_log,
+    eval_shards=dict(zip(sm.params.domains, sm.input.eval_shards)),
     max_tokens=sm.params.max_tokens,
     batch_size=sm.params.batch_size,
-    include_snapshots=sm.params.snapshots,
     threads=sm.config["training"]["threads"],  # not a param: a thread count must not rerun evaluation
 )
 write_json(sm.output.losses, result)

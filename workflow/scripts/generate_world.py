@@ -1,7 +1,7 @@
 """Generate the built-in synthetic world: pretraining corpus and held-out sets."""
 
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.synthetic.build import SyntheticParams, generate_synthetic
+from tokenfilter.data.synthetic.build import SyntheticParams, generate_synthetic
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

@@ -1,7 +1,7 @@
 """Ingest a real corpus (Hugging Face dataset or local files) into the corpus format."""
 
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.sources import ingest
+from tokenfilter.data.sources import ingest
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

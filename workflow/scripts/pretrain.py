@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tokenfilter.experiments import runtime_settings
+from tokenfilter.config.experiments import runtime_settings
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.train import TrainSpec, train
+from tokenfilter.train.__main__ import run_spec
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
@@ -22,6 +22,6 @@ if sm.params.gpus > 1:
     log.info("launching %s", " ".join(cmd))
     subprocess.run(cmd, check=True, stdout=sys.stderr, stderr=sys.stderr)
 else:
-    summary = train(TrainSpec(**spec))
+    summary = run_spec(spec)
     log.info("finished %s: %d steps, %d tokens, %.0f s", summary["run"], summary["steps"], summary["tokens"],
              summary["wall_time_s"])

@@ -1,12 +1,13 @@
-"""The claims scorecard, computed from the main and threshold series' results."""
+"""The claims scorecard and the findings page, from the analysis tables of each kind of series."""
 
+from tokenfilter.analysis.tables import write_findings, write_scorecard
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.tables import write_findings, write_scorecard
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
-card = write_scorecard(sm.input.get("main_losses"), sm.input.get("thresholds_losses"), sm.params.fit_sizes, sm.params.fit_form,
+tables = sm.params.tables  # {kind: {series: {table: path}}}, every path an input of this job
+card = write_scorecard(tables["ladder"], {s: t["pareto"] for s, t in tables["thresholds"].items()},
                        csv_path=sm.output.csv, html_path=sm.output.html)
-write_findings(sm.input.get("main_losses"), sm.input.get("ablation_losses"), card, sm.params.fit_sizes, sm.params.fit_form,
-               sm.params.main_filter, sm.params.ablation_filter, sm.params.filter_specs, sm.output.findings)
+write_findings(tables["ladder"], {s: t["losses"] for s, t in tables["filter"].items()}, card, sm.params.fit_form,
+               sm.params.main_filter, sm.params.filter_names, sm.params.filter_specs, sm.output.findings)
 log.info("\n%s", card[["claim", "verdict"]].to_string())

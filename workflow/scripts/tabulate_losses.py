@@ -1,7 +1,7 @@
 """Collect a series' evaluation results into one tidy loss table."""
 
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.tables import loss_table
+from tokenfilter.analysis.tables import loss_table
 from tokenfilter.io import atomic_open
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,8 +1,8 @@
 """Tokenise one corpus split (or one eval text set) into a memory-mapped token shard."""
 
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.shards import tokenize_corpus
-from tokenfilter.tokenizer import load_tokenizer
+from tokenfilter.data.shards import tokenize_corpus
+from tokenfilter.data.tokenizer import load_tokenizer
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

@@ -2,9 +2,9 @@
 
 from itertools import islice
 
-from tokenfilter.corpus import iter_corpus
+from tokenfilter.data.corpus import iter_corpus
 from tokenfilter.logs import setup_job_logging
-from tokenfilter.tokenizer import build_tokenizer
+from tokenfilter.data.tokenizer import build_tokenizer
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])

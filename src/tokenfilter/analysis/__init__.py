@@ -1,0 +1,1 @@
+"""Analysis: compute-loss fits, slowdowns and Pareto comparisons (``fits``), the tables and figures of each series kind (``tables``, ``plots``), the claims scorecard (``scorecard``) and the findings page (``findings``)."""

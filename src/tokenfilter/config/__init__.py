@@ -1,0 +1,305 @@
+"""Configuration: schema validation with errors a user can act on, and experiment resolution.
+
+The workflow's config is validated against ``schema.yaml`` (shipped inside this package, so an
+installed package works without the checkout) before any job runs. Every error names the key,
+the bad value and what is allowed. The schema is the one place for every default: validation
+fills them in, and the parameter dataclasses of the stages are built from the filled config
+(:func:`section_defaults`). YAML files are read with duplicate keys rejected: YAML itself keeps
+the last of two equal keys silently. The experiment series (``experiments:``) are resolved into
+runs in :mod:`tokenfilter.config.experiments` (pypsa-eur's "scenarios as data").
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from tokenfilter.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a mapping with two equal keys, naming the key and line."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line {seen[key]}); "
+                              "YAML would silently keep only the last one")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file, rejecting duplicate keys (:class:`ConfigError` names file, line and key)."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def check_config_files(paths: list[str | Path]) -> None:
+    """Read every config file with duplicate keys rejected (Snakemake's own loader keeps the last
+    of two equal keys silently)."""
+    for path in paths:
+        load_yaml(path)
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    return load_yaml(path or SCHEMA_PATH)
+
+
+def default_of(section: str) -> Any:
+    """The default the schema declares for the config key at dotted path ``section``."""
+    schema = load_schema()
+    node: dict = schema
+    for part in section.split("."):
+        node = _resolve(node, schema)["properties"][part]
+    node = _resolve(node, schema)
+    if "default" not in node:
+        raise KeyError(f"config key '{section}' has no default in the schema")
+    return copy.deepcopy(node["default"])
+
+
+def section_defaults(section: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``values`` (default: empty) of the config section at dotted path ``section`` (e.g.
+    ``data.synthetic``), validated with every default of the schema filled in."""
+    schema = load_schema()
+    node: dict = schema
+    for part in section.split("."):
+        node = _resolve(node, schema)["properties"][part]
+    instance = copy.deepcopy(values) if values is not None else {}
+    errors = list(_DefaultingValidator({**_resolve(node, schema), "$defs": schema.get("$defs", {})}).iter_errors(instance))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            _describe(e).replace("config key '", f"config key '{section}.", 1) for e in errors))
+    return instance
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in ``default`` values of absent properties while it validates."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(Draft202012Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error) -> str:
+    """One readable line per schema error: the key, the bad value and what is allowed."""
+    key = _key(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "enum":
+        return f"config key '{key}': {value!r} is not allowed; allowed values: {error.validator_value}"
+    if kind == "type":
+        return f"config key '{key}': {value!r} is a {type(value).__name__}; expected {error.validator_value}"
+    if kind == "required":
+        return f"config key '{key}': {error.message}"
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed)) if isinstance(value, dict) else value
+        return f"config key '{key}': unknown key(s) {unknown}; allowed keys: {allowed}"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return f"config key '{key}': {value!r} is out of range; must be {op} {error.validator_value}"
+    if kind in ("minItems", "maxItems", "uniqueItems", "minProperties"):
+        return f"config key '{key}': {value!r} is invalid: {error.message}"
+    if kind == "propertyNames":
+        return f"config key '{key}': a key name is invalid: {error.message}"
+    return f"config key '{key}': {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and check cross-references; returns it.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    schema = schema or load_schema()
+    errors = sorted(_DefaultingValidator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        problems = _cross_reference_problems(config)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(unique))
+    return config
+
+
+def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    ladder = config["ladder"]
+    for name, size in ladder.items():
+        if size["n_embd"] % size["n_head"]:
+            problems.append(f"config key 'ladder.{name}.n_head': {size['n_head']} does not divide n_embd={size['n_embd']}")
+        elif (size["n_embd"] // size["n_head"]) % 2:
+            problems.append(f"config key 'ladder.{name}.n_head': head size {size['n_embd'] // size['n_head']} must be even for RoPE")
+    filters = config["filters"]
+    data = config["data"]
+    for fname, fspec in filters.items():
+        if fspec["kind"] == "truth" and data["source"] != "synthetic":
+            problems.append(f"config key 'filters.{fname}.kind': 'truth' needs ground-truth labels, which only "
+                            f"data.source 'synthetic' has (data.source is {data['source']!r})")
+    if config["filtering"]["filter"] not in filters:
+        problems.append(f"config key 'filtering.filter': {config['filtering']['filter']!r} is not a filter; "
+                        f"defined filters: {sorted(filters)}")
+    for series, spec in config["experiments"].items():
+        for size in spec["sizes"]:
+            if size not in ladder:
+                problems.append(f"config key 'experiments.{series}.sizes': {size!r} is not a ladder size; "
+                                f"ladder sizes: {list(ladder)}")
+        for variant, overrides in (spec.get("variants") or {}).items():
+            name = overrides.get("filter")
+            if name is not None and name not in filters:
+                problems.append(f"config key 'experiments.{series}.variants.{variant}.filter': {name!r} is not a "
+                                f"filter; defined filters: {sorted(filters)}")
+    problems += _arm_setting_problems(config)
+    if data["source"] in ("huggingface", "files"):
+        if data["source"] not in data:
+            problems.append(f"config key 'data.{data['source']}': required when data.source is {data['source']!r}")
+        missing = [d for d in ("forget", "retain_near", "retain_far") if d not in data.get("eval_text", {})]
+        if missing:
+            problems.append(f"config key 'data.eval_text': real corpora need held-out eval text for {missing}")
+        for domain, spec in data.get("eval_text", {}).items():
+            if spec["source"] not in spec:
+                problems.append(f"config key 'data.eval_text.{domain}.{spec['source']}': required when its source "
+                                f"is {spec['source']!r}")
+    if config["tokenizer"]["kind"] == "pretrained" and not config["tokenizer"].get("name"):
+        problems.append("config key 'tokenizer.name': required when tokenizer.kind is 'pretrained'")
+    fit = config["analysis"].get("fit_sizes")
+    if fit:
+        problems += [f"config key 'analysis.fit_sizes': {s!r} is not a ladder size" for s in fit if s not in ladder]
+    return problems
+
+
+def _arm_setting_problems(config: dict[str, Any]) -> list[str]:
+    """Label noise and delayed start are token-level modifiers (paper §6.1, App B.5)."""
+    from tokenfilter.config.experiments import filtering_settings, series_runs
+
+    problems = []
+    for series in config["experiments"]:
+        for run in series_runs(config, series):
+            if run.arm != "document":
+                continue
+            settings = filtering_settings(config, run)
+            for key in ("noise", "delay"):
+                if settings.get(key):
+                    problems.append(f"config key 'experiments.{series}' (variant {run.variant!r}): {key}="
+                                    f"{settings[key]} applies to token arms only; the document arm needs {key}: 0")
+    return problems
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake reruns a job when the text of its params changes, and a dict's text follows its
+    key order: without this, reordering keys in a config file would retrain every model.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file (for use outside Snakemake, e.g. tests and the CLI)."""
+    config = load_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping")
+    return validate_config(config)
+
+
+# --- documentation -----------------------------------------------------------------------------
+
+def _type_text(node: dict) -> str:
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    kind = node.get("type", "object" if "properties" in node else "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return " or ".join(k for k in kinds if k)
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """Follow a local ``$ref`` (and ``allOf`` of one ref), keeping the node's own keys on top."""
+    merged = dict(node)
+    refs = [node["$ref"]] if "$ref" in node else [n["$ref"] for n in node.get("allOf", []) if "$ref" in n]
+    for ref in refs:
+        target = schema
+        for part in ref.lstrip("#/").split("/"):
+            target = target[part]
+        base = dict(target)
+        if "properties" in merged and "properties" in base:  # defaults written beside the ref
+            props = {k: {**base["properties"].get(k, {}), **v} for k, v in merged["properties"].items()}
+            base["properties"] = {**base["properties"], **props}
+            merged.pop("properties")
+        merged = {**base, **{k: v for k, v in merged.items() if k not in ("$ref", "allOf")}}
+    return merged
+
+
+def schema_markdown(schema: dict | None = None) -> str:
+    """``config/README.md``: every key of the schema with its type, default and meaning."""
+    schema = schema or load_schema()
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `src/tokenfilter/config/schema.yaml` by `tokenfilter config-docs` "
+        "(a test checks it is current). The built-in default is `config/config.yaml`; the paper's "
+        "scale is `config/paper.yaml`. A config given with `--configfile` replaces the default "
+        "entirely; keys it leaves out take the defaults below. Every key is validated before any "
+        "job runs, and an error names the key, the bad value and what is allowed.",
+        "",
+        "`<name>` stands for a key you choose (a ladder size, a series, a variant, a filter).",
+        "",
+    ]
+
+    def walk(node: dict, path: str, rows: list) -> None:
+        node = _resolve(node, schema)
+        default = node.get("default", "")
+        desc = " ".join(str(node.get("description", "")).split())
+        rows.append((path, _type_text(node), "" if default == "" else f"`{json_default(default)}`", desc))
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{name}", rows)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            walk(extra, f"{path}.<name>", rows)
+        items = node.get("items")
+        if isinstance(items, dict) and "properties" in _resolve(items, schema):
+            for name, child in _resolve(items, schema)["properties"].items():
+                walk(child, f"{path}[].{name}", rows)
+
+    for section, node in schema["properties"].items():
+        rows: list = []
+        walk(node, section, rows)
+        lines += [f"## `{section}`", "", rows[0][3], "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{p}` | {t} | {d} | {m} |" for p, t, d, m in rows[1:] or rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def json_default(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

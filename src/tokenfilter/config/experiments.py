@@ -1,0 +1,181 @@
+"""Experiment series resolved into runs, and each run's training spec and job resources.
+
+``config["experiments"]`` declares named series, each of a *kind* (what sweep it is: the main
+ladder, a threshold sweep, a filter ablation, ...) and made of arms × sizes × variants
+(variants override the ``filtering`` defaults). One generic set of rules serves every series
+(pypsa-eur's scenarios-as-data): a run's identity is its path, and everything a rule needs to
+know about a run comes from the functions here. The analysis draws the figures of a series'
+kind, and the scorecard finds the series it reads by kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from tokenfilter import ARMS
+from tokenfilter.errors import ConfigError
+
+BASELINE_SERIES = "baselines"  # every series shares one baseline model per size
+DEFAULT_VARIANT = "default"
+BASELINE_VARIANT = "none"
+
+# The run path pattern, written once: results/<stage>/<series>/<arm>/<size>/<variant>/...
+RUN_PATTERN = "{series}/{arm}/{size}/{variant}"
+
+# Kinds of series and what each measures (the figures of each are in tokenfilter.analysis).
+SERIES_KINDS = {
+    "ladder": "every arm across model sizes: loss-matched slowdowns, compute-loss curves (Figs 1, 4, 16, 19)",
+    "thresholds": "token vs document filtering at several filtered-token fractions (Fig 3)",
+    "filter": "the token arms with another filter source than the main series', compared arm by arm",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One pretraining run: ``results/pretrain/{series}/{arm}/{size}/{variant}/``."""
+
+    series: str
+    arm: str
+    size: str
+    variant: str
+
+    @property
+    def name(self) -> str:
+        return RUN_PATTERN.format(series=self.series, arm=self.arm, size=self.size, variant=self.variant)
+
+    def path(self, stage: str = "pretrain") -> str:
+        return f"results/{stage}/{self.name}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Run":
+        """The run named ``series/arm/size/variant`` (as written in summaries and results)."""
+        parts = str(name).strip("/").split("/")
+        if len(parts) != 4 or not all(parts):
+            raise ValueError(f"{name!r} is not a run name of the form {RUN_PATTERN}")
+        series, arm, size, variant = parts
+        if arm not in ARMS:
+            raise ValueError(f"{name!r}: arm {arm!r} is not one of {list(ARMS)}")
+        return cls(series, arm, size, variant)
+
+    @classmethod
+    def from_wildcards(cls, wildcards: Any) -> "Run":
+        return cls(wildcards.series, wildcards.arm, wildcards.size, wildcards.variant)
+
+
+def baseline_run(size: str) -> Run:
+    return Run(BASELINE_SERIES, "baseline", size, BASELINE_VARIANT)
+
+
+def series_runs(config: dict[str, Any], series: str) -> Iterator[Run]:
+    """The runs of a series; its baselines are the shared baseline of each size."""
+    spec = config["experiments"][series]
+    variants = list(spec.get("variants") or {DEFAULT_VARIANT: {}})
+    for size in spec["sizes"]:
+        for arm in spec["arms"]:
+            if arm == "baseline":
+                yield baseline_run(size)
+            else:
+                for variant in variants:
+                    yield Run(series, arm, size, variant)
+
+
+def all_runs(config: dict[str, Any]) -> list[Run]:
+    return sorted({run for series in config["experiments"] for run in series_runs(config, series)})
+
+
+def series_kind(config: dict[str, Any], series: str) -> str:
+    return config["experiments"][series]["kind"]
+
+
+def series_of_kind(config: dict[str, Any], kind: str) -> list[str]:
+    """Names of the series of ``kind``, in config order."""
+    if kind not in SERIES_KINDS:
+        raise ConfigError(f"unknown series kind {kind!r}; kinds: {sorted(SERIES_KINDS)}")
+    return [name for name, spec in config["experiments"].items() if spec["kind"] == kind]
+
+
+def filtering_settings(config: dict[str, Any], run: Run) -> dict[str, Any]:
+    """The filter settings a run trains with (the baseline filters nothing)."""
+    if run.arm == "baseline":
+        return {}
+    settings = dict(config["filtering"])
+    settings.update((config["experiments"][run.series].get("variants") or {}).get(run.variant, {}))
+    return settings
+
+
+def filter_of(config: dict[str, Any], run: Run) -> str | None:
+    """Name of the filter source a run reads (None for the baseline)."""
+    return None if run.arm == "baseline" else filtering_settings(config, run)["filter"]
+
+
+def series_filters(config: dict[str, Any], series: str) -> list[str]:
+    """The filter sources the filtered runs of a series read."""
+    return sorted({filter_of(config, run) for run in series_runs(config, series)} - {None})
+
+
+def size_resources(config: dict[str, Any], size: str) -> dict[str, int]:
+    """Job resources of a training run of ``size``: training defaults, then the size's own."""
+    from tokenfilter.config import default_of
+
+    resources = {**default_of("training.resources"), **config["training"]["resources"]}
+    resources.update(config["ladder"][size].get("resources", {}))
+    return resources
+
+
+def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: str | None) -> dict[str, Any]:
+    """The :class:`tokenfilter.train.loop.TrainSpec` fields of a pretraining ``run`` (JSON-serialisable).
+
+    Only what changes the trained model goes in: Snakemake reruns a job when its params change,
+    and an evaluation setting or a logging knob must not retrain a model. The knobs that do not
+    change the model come from :func:`runtime_settings` when the job runs.
+    """
+    size = config["ladder"][run.size]
+    training = config["training"]
+    model = config["model"]
+    name = filter_of(config, run)
+    return {
+        "run": run.name,
+        "task": "pretrain",
+        "init_from": "scratch",
+        "model": {
+            "n_layer": size["n_layer"], "n_embd": size["n_embd"], "n_head": size["n_head"],
+            "block_size": model["block_size"], "position_encoding": model["position_encoding"],
+            "rope_theta": model["rope_theta"], "mup_base_width": model["mup_base_width"],
+            "init_std": model["init_std"],
+        },
+        "data": {
+            "train_shard": train_shard,
+            "arm": run.arm,
+            "scores_dir": scores_dir,
+            "filtering": filtering_settings(config, run),
+            # The filter source's own settings: a changed error rate is a different run even
+            # though the annotation directory keeps its name.
+            "filter_spec": None if name is None else config["filters"][name],
+        },
+        "objective": {"kind": "lm"},
+        "lr": size["lr"],
+        "weight_decay": size["weight_decay"],
+        "betas": list(training["betas"]),
+        "eps": training["eps"],
+        "grad_clip": size.get("grad_clip", training["grad_clip"]),
+        "schedule": "cosine",
+        "warmup_fraction": training["warmup_fraction"],
+        "min_lr_ratio": training["min_lr_ratio"],
+        "budget": {"tokens_per_param": training["tokens_per_param"]},
+        "count": training["budget"],
+        "batch_tokens": training["batch_tokens"],
+        "micro_batch_size": size.get("micro_batch_size", training["micro_batch_size"]),
+        "precision": training["precision"],
+        "compile": training["compile"],
+        "seed": config["seed"],
+        "snapshots": training["snapshots"],
+    }
+
+
+RUNTIME_KEYS = ("checkpoint_every", "threads", "log_every", "keep_checkpoints", "wandb", "tensorboard", "peak_flops")
+
+
+def runtime_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Training knobs that do not change the trained model (threads, logging, checkpointing)."""
+    return {key: config["training"][key] for key in RUNTIME_KEYS}

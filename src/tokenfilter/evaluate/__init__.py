@@ -1,0 +1,1 @@
+"""Evaluation: text losses of a model on held-out text (``text``)."""

@@ -1,0 +1,1 @@
+"""Filtering: the arms (``arms``: what a run does with forget flags), per-position random draws (``draws``), and the one annotation entry point (``annotation``) that scores the corpus with a filter source."""

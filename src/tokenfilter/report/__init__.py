@@ -1,0 +1,1 @@
+"""The report: tables as CSV and small styled HTML pages that ``snakemake --report`` embeds."""
