@@ -350,3 +350,25 @@ def test_floor_fit_needs_three_points_and_a_known_form():
         fit_power_law([1e11, 1e12], [2.0, 1.5], "power_law_with_floor")
     with pytest.raises(ValueError, match="unknown form"):
         fit_power_law([1e11, 1e12], [2.0, 1.5], "spline")
+
+
+# --- run time ----------------------------------------------------------------------------------
+
+def test_timings_sum_per_stage_and_rung(tmp_path):
+    from tokenfilter.analysis.timings import timings_table
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    jobs = {"data/generate_world.tsv": (10.0, 9.0), "pretrain/main/mask/s/default.tsv": (60.0, 58.0),
+            "pretrain/baselines/baseline/s/none.tsv": (50.0, 49.0), "pretrain/main/mask/l/default.tsv": (300.0, 290.0),
+            "evaluate/main/mask/l/default.tsv": (5.0, 4.0)}
+    paths = []
+    for rel, (wall, cpu) in jobs.items():
+        path = tmp_path / "results" / "benchmarks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{wall}\t0:00:{int(wall)}\t100.0\t200\t90\t95\t0\t0\t90\t{cpu}\n")
+        paths.append(path)
+    table = timings_table(paths).set_index(["stage", "rung"])
+    assert table.loc[("pretrain", "s"), "jobs"] == 2 and table.loc[("pretrain", "s"), "wall_s"] == 110.0
+    assert table.loc[("pretrain", "(all)"), "core_minutes"] == pytest.approx((58 + 49 + 290) / 60)
+    assert table.loc[("data", ""), "wall_s"] == 10.0
+    assert table.loc[("(all)", ""), "jobs"] == 5 and table.loc[("(all)", ""), "wall_s"] == 425.0

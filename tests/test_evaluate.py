@@ -6,14 +6,14 @@ import torch
 
 from tokenfilter.filtering.annotation import annotate, open_scores, part_range, truth_token_scores
 from tokenfilter.evaluate.text import text_loss
-from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
+from tokenfilter.model import GPT, GPTConfig
 from tokenfilter.data.shards import TokenShard
 
 
 def test_text_loss_is_the_token_mean_cross_entropy(tiny_world):
     shard = TokenShard.open(tiny_world["shards"]["eval_forget"])
     torch.manual_seed(0)
-    model = TokenFilterForCausalLM(TokenFilterConfig(vocab_size=448, n_layer=1, n_embd=16, n_head=2, block_size=16)).eval()
+    model = GPT(GPTConfig(vocab_size=448, n_layer=1, n_embd=16, n_head=2, block_size=16)).eval()
     result = text_loss(model, shard, max_tokens=16 * 10, batch_size=3)
     tokens = torch.from_numpy(np.asarray(shard.tokens[: 16 * 10 + 1], dtype=np.int64))
     windows = torch.stack([tokens[i * 16: i * 16 + 17] for i in range(10)])

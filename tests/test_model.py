@@ -16,14 +16,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tokenfilter.model.loss import weighted_cross_entropy
-from tokenfilter.model.gpt import (
-    TokenFilterConfig,
-    ReLUSquared,
-    TokenFilterForCausalLM,
-    apply_rotary,
-    paper_parameter_count,
-    rotary_tables,
-)
+from tokenfilter.model.gpt import GPT, GPTConfig, ReLUSquared, apply_rotary, paper_parameter_count, rotary_tables
+from tokenfilter.model.hf import TokenFilterConfig, TokenFilterForCausalLM
 
 VOCAB = 97
 
@@ -311,3 +305,77 @@ def test_lm_eval_hflm_loglikelihood():
         logprobs = model(inputs).logits[0, -len(continuation_ids):].log_softmax(-1)
         expected = logprobs.gather(-1, torch.tensor(continuation_ids)[:, None]).sum()
         assert logprob == pytest.approx(float(expected), abs=1e-4)
+
+
+# --- the fused kernels (training fast path) --------------------------------------------------
+
+def _pair(**kw):
+    torch.manual_seed(0)
+    cfg = TokenFilterConfig(vocab_size=128, n_layer=2, n_embd=32, n_head=2, block_size=48, **kw)
+    reference = TokenFilterForCausalLM(cfg)
+    fused = TokenFilterForCausalLM(TokenFilterConfig(**{**cfg.to_dict(), "kernels": "fused"}))
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+@pytest.mark.parametrize("mup", [None, 16])
+def test_fused_kernels_compute_the_same_model(mup):
+    """The fast path's forward is bit-identical (RoPE and RMSNorm do the same operations in
+    the same order) and its gradients agree to float32 reassociation."""
+    from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
+
+    reference, fused = _pair(mup_base_width=mup)
+    ids = torch.randint(0, 128, (3, 41))
+    weights = (torch.rand(3, 40) > 0.3).float()
+    out_r, out_f = reference(ids[:, :-1]).logits, fused(ids[:, :-1]).logits
+    assert torch.equal(out_r, out_f)
+    loss_r, _ = weighted_cross_entropy(out_r, ids[:, 1:], weights, normalizer=weights.sum())
+    loss_f = fused_weighted_cross_entropy(out_f, ids[:, 1:], weights, weights.sum())
+    assert abs(float(loss_r.detach()) - float(loss_f.detach())) < 1e-6
+    loss_r.backward()
+    loss_f.backward()
+    for (name, p_r), p_f in zip(reference.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(p_f.grad, p_r.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fused_kernels_fall_back_for_generation_with_a_cache():
+    reference, fused = _pair()
+    ids = torch.randint(0, 128, (2, 6))
+    a = reference.generate(ids, max_new_tokens=5, do_sample=False)
+    b = fused.generate(ids, max_new_tokens=5, do_sample=False)
+    assert torch.equal(a, b)
+
+
+# --- the plain-PyTorch model and the transformers model are one model -----------------------
+
+def test_plain_and_transformers_models_are_the_same_model(tmp_path):
+    """Same seed → same weights (same init order), same logits, and each loads what the other
+    saved; the two configs have the same fields and defaults."""
+    import dataclasses
+
+    shape = dict(vocab_size=VOCAB, n_layer=2, n_embd=32, n_head=2, block_size=32)
+    torch.manual_seed(11)
+    hf = TokenFilterForCausalLM(TokenFilterConfig(**shape)).eval()
+    torch.manual_seed(11)
+    plain = GPT(GPTConfig(**shape)).eval()
+    assert hf.state_dict().keys() == plain.state_dict().keys()
+    assert all(torch.equal(hf.state_dict()[k], plain.state_dict()[k]) for k in hf.state_dict())
+    ids = torch.randint(0, VOCAB, (2, 12))
+    assert torch.equal(hf(ids).logits, plain(ids).logits)
+    plain.save_pretrained(tmp_path / "plain")
+    hf.save_pretrained(tmp_path / "hf")
+    assert torch.equal(AutoModelForCausalLM.from_pretrained(tmp_path / "plain").eval()(ids).logits, plain(ids).logits)
+    assert torch.equal(GPT.from_pretrained(tmp_path / "hf").eval()(ids).logits, hf(ids).logits)
+    fields = {f.name: f.default for f in dataclasses.fields(GPTConfig)}
+    hf_defaults = TokenFilterConfig()
+    assert {name: getattr(hf_defaults, name) for name in fields} == fields
+
+
+def test_importing_the_plain_model_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, tokenfilter.model, tokenfilter.train.pretraining, tokenfilter.evaluate.text; "
+            "print('transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

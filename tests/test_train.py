@@ -164,9 +164,9 @@ def test_checkpoint_and_its_log_are_replaced_as_one_unit(tmp_path, monkeypatch):
     import torch
 
     from tokenfilter.model import checkpoint as ckpt
-    from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
+    from tokenfilter.model import GPT, GPTConfig
 
-    model = TokenFilterForCausalLM(TokenFilterConfig(vocab_size=64, **MODEL))
+    model = GPT(GPTConfig(vocab_size=64, **MODEL))
     optimizer = torch.optim.AdamW(model.parameters())
     directory = tmp_path / "checkpoint"
     ckpt.save_checkpoint(model, optimizer, {"step": 10}, directory, [{"step": s} for s in range(1, 11)])

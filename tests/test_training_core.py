@@ -56,7 +56,7 @@ def finetune_spec(base_model: Path, examples: Path, tmp_path: Path, name: str = 
         "data": {"examples": str(examples)}, "objective": {"kind": "lm"}, "lr": 3e-3, "weight_decay": 0.1,
         "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "schedule": "constant", "warmup_fraction": 0.0,
         "min_lr_ratio": 1.0, "budget": {"epochs": 4}, "count": "processed", "batch_tokens": 256,
-        "micro_batch_size": 8, "precision": "fp32", "compile": False, "seed": 5, "snapshots": 0,
+        "micro_batch_size": 8, "precision": "fp32", "kernels": "fused", "compile": False, "seed": 5, "snapshots": 0,
         **runtime(tmp_path / f"{name}_out", tmp_path / f"{name}_ckpt", checkpoint_every=4),
     }
     fields.update(overrides)
@@ -159,11 +159,11 @@ def test_a_killed_finetune_resumes_to_the_uninterrupted_losses(base_model, examp
 # --- the residual stream ---------------------------------------------------------------------
 
 def test_layer_L_is_the_input_of_block_L_plus_one():
-    from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
+    from tokenfilter.model import GPT, GPTConfig
     from tokenfilter.model.hidden import residual_stream
 
     torch.manual_seed(0)
-    model = TokenFilterForCausalLM(TokenFilterConfig(vocab_size=64, **dict(MODEL, n_layer=3))).eval()
+    model = GPT(GPTConfig(vocab_size=64, **dict(MODEL, n_layer=3))).eval()
     ids = torch.randint(0, 64, (2, 12))
     inputs = {}
     hooks = [model.transformer.h[i].register_forward_pre_hook(

@@ -85,7 +85,7 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
     assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "plot_compute_loss", "plot_slowdown",
-                         "compare_pareto", "compare_filters", "scorecard", "all"}, jobs
+                         "compare_pareto", "compare_filters", "scorecard", "summarize_timings", "all"}, jobs
     from tokenfilter.config import load_config
     from tokenfilter.config.experiments import all_runs
 

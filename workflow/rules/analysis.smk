@@ -13,6 +13,8 @@ rule tabulate_losses:
         series=lambda wc: wc.series,
     log:
         "results/logs/analysis/{series}/tabulate_losses.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/tabulate_losses.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -38,6 +40,8 @@ rule analyze_series:
         fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/{series}/analyze_series.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/analyze_series.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -60,6 +64,8 @@ rule plot_compute_loss:
         fit_form=config["analysis"]["fit"],
     log:
         "results/logs/analysis/{series}/plot_compute_loss.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/plot_compute_loss.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -76,6 +82,8 @@ rule plot_slowdown:
         figure=report("results/analysis/{series}/slowdown.png", caption="../report/slowdown.rst", category=series_category, labels=series_labels("loss-matched slowdown (Figs 1, 19)")),
     log:
         "results/logs/analysis/{series}/plot_slowdown.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/plot_slowdown.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -93,6 +101,8 @@ rule compare_pareto:
         figure=report("results/analysis/{series}/pareto.png", caption="../report/pareto.rst", category=series_category, labels=series_labels("token vs document Pareto (Fig 3)")),
     log:
         "results/logs/analysis/{series}/compare_pareto.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/compare_pareto.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -114,6 +124,8 @@ rule compare_filters:
         series_filter=lambda wc: ", ".join(series_filters(config, wc.series)),
     log:
         "results/logs/analysis/{series}/compare_filters.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/compare_filters.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -141,6 +153,8 @@ rule scorecard:
         filter_specs=canonical(config["filters"]),
     log:
         "results/logs/analysis/scorecard.log",
+    benchmark:
+        "results/benchmarks/analysis/scorecard.tsv"
     resources:
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
@@ -148,3 +162,23 @@ rule scorecard:
         "../envs/tokenfilter.yaml"
     script:
         "../scripts/scorecard.py"
+
+
+# --- where the time went ----------------------------------------------------------------------
+
+
+rule summarize_timings:
+    input:
+        benchmarks=benchmark_files(),
+    output:
+        csv="results/analysis/timings.csv",
+        html=report("results/analysis/timings.html", caption="../report/timings.rst", category="3. Run time", labels={"table": "wall and CPU time per stage and rung"}),
+    log:
+        "results/logs/analysis/summarize_timings.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/summarize_timings.py"

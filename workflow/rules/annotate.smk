@@ -17,6 +17,8 @@ rule annotate_part:
         seed=config["seed"],
     log:
         "results/logs/annotate/{filter}/{scatteritem}.log",
+    benchmark:
+        "results/benchmarks/annotate/{filter}/{scatteritem}.tsv"
     resources:
         mem_mb=resources_of("annotation")["mem_mb"],
         runtime=resources_of("annotation")["runtime"],
@@ -36,6 +38,8 @@ rule gather_annotation:
         spec=lambda wc: canonical(config["filters"][wc.filter]),
     log:
         "results/logs/annotate/{filter}/gather.log",
+    benchmark:
+        "results/benchmarks/annotate/{filter}/gather.tsv"
     resources:
         mem_mb=resources_of("annotation")["mem_mb"],
         runtime=resources_of("annotation")["runtime"],

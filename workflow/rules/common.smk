@@ -108,6 +108,36 @@ KIND_FIGURES = {
 }
 
 
+def used_filters():
+    return sorted({filter_of(config, run) for run in all_runs(config)} - {None})
+
+
+def benchmark_files():
+    """The `benchmark:` file of every job the workflow runs (the timings table reads them)."""
+    from tokenfilter.config.experiments import series_kind
+
+    bench = "results/benchmarks"
+    files = []
+    if config["data"]["source"] == "synthetic":
+        files += [f"{bench}/data/generate_world.tsv", f"{bench}/data/corpus_stats.tsv"]
+    else:
+        files += [f"{bench}/data/ingest_corpus.tsv"] + [f"{bench}/data/ingest_eval_text_{d}.tsv" for d in DOMAINS]
+    files += [f"{bench}/data/train_tokenizer.tsv"] + [f"{bench}/data/tokenize_{s}.tsv" for s in TOKEN_SPLITS if s != "val"]
+    n_parts = config["annotation"]["parts"]
+    for name in used_filters():
+        files += [f"{bench}/annotate/{name}/{i}-of-{n_parts}.tsv" for i in range(1, n_parts + 1)]
+        files.append(f"{bench}/annotate/{name}/gather.tsv")
+    for run in all_runs(config):
+        files += [f"{bench}/pretrain/{run.name}.tsv", f"{bench}/evaluate/{run.name}.tsv"]
+    kind_rules = {"ladder": ["plot_compute_loss", "plot_slowdown"], "thresholds": ["compare_pareto"],
+                  "filter": ["compare_filters"]}
+    for series in SERIES:
+        for rule_name in ["tabulate_losses", "analyze_series"] + kind_rules[series_kind(config, series)]:
+            files.append(f"{bench}/analysis/{series}/{rule_name}.tsv")
+    files.append(f"{bench}/analysis/scorecard.tsv")
+    return files
+
+
 def all_targets():
     targets = []
     if config["data"]["source"] == "synthetic":
@@ -116,5 +146,5 @@ def all_targets():
         targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
                                                                       "learning_curves.png"]]
         targets += [f"results/analysis/{series}/{name}" for name in KIND_FIGURES[series_kind(config, series)]]
-    targets += ["results/analysis/scorecard.html", "results/analysis/findings.html"]
+    targets += ["results/analysis/scorecard.html", "results/analysis/findings.html", "results/analysis/timings.html"]
     return targets

@@ -24,6 +24,8 @@ if config["data"]["source"] == "synthetic":
             val_fraction=config["data"]["val_fraction"],
         log:
             "results/logs/data/generate_world.log",
+        benchmark:
+            "results/benchmarks/data/generate_world.tsv"
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -46,6 +48,8 @@ else:
             on_bad_record=config["data"]["on_bad_record"],
         log:
             "results/logs/data/ingest_corpus.log",
+        benchmark:
+            "results/benchmarks/data/ingest_corpus.tsv"
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -66,6 +70,8 @@ else:
             on_bad_record=config["data"]["on_bad_record"],
         log:
             "results/logs/data/ingest_eval_text_{domain}.log",
+        benchmark:
+            "results/benchmarks/data/ingest_eval_text_{domain}.tsv"
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -84,6 +90,8 @@ rule train_tokenizer:
         tokenizer=canonical(config["tokenizer"]),
     log:
         "results/logs/data/train_tokenizer.log",
+    benchmark:
+        "results/benchmarks/data/train_tokenizer.tsv"
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -104,6 +112,8 @@ rule tokenize:
         max_doc_tokens=config["data"]["max_doc_tokens"],
     log:
         "results/logs/data/tokenize_{split}.log",
+    benchmark:
+        "results/benchmarks/data/tokenize_{split}.tsv"
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -125,6 +135,8 @@ rule corpus_stats:
         doc_label_min_forget=synthetic_params().documents.doc_label_min_forget,
     log:
         "results/logs/data/corpus_stats.log",
+    benchmark:
+        "results/benchmarks/data/corpus_stats.tsv"
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],

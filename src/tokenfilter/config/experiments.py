@@ -167,6 +167,7 @@ def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: s
         "batch_tokens": training["batch_tokens"],
         "micro_batch_size": size.get("micro_batch_size", training["micro_batch_size"]),
         "precision": training["precision"],
+        "kernels": training["kernels"],
         "compile": training["compile"],
         "seed": config["seed"],
         "snapshots": training["snapshots"],

@@ -2,7 +2,8 @@
 plus, for resumable checkpoints, ``optimizer.pt`` and ``trainer_state.json``.
 
 Final models, snapshots and resumable checkpoints are all this format, so anything that loads a
-model (evaluation, lm-eval, generate) loads any of them. Optimizer state is loaded with
+model (evaluation, lm-eval, generate) loads any of them, as the plain-PyTorch model
+(:func:`load_model`) or as the transformers one (:func:`load_hf_model`). Optimizer state is loaded with
 ``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects (DESIGN §8).
 """
 
@@ -74,8 +75,16 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
-    """A model saved by :func:`save_model` or :func:`save_checkpoint`, in eval mode."""
-    import tokenfilter.model  # noqa: F401  (registers the architecture with the Auto classes)
+    """A model saved in the one format, as the plain-PyTorch :class:`tokenfilter.model.gpt.GPT`
+    (what training and scoring jobs use: no transformers import), in eval mode."""
+    from tokenfilter.model.gpt import GPT
+
+    return GPT.from_pretrained(directory).to(device).eval()
+
+
+def load_hf_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """The same model as a transformers model (``generate()``, lm-eval's ``HFLM``), in eval mode."""
+    import tokenfilter.model.hf  # noqa: F401  (registers the architecture with the Auto classes)
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(directory)

@@ -1,9 +1,12 @@
-"""The decoder-only transformer trained at every size of the paper's ladder.
+"""The decoder-only transformer trained at every size of the paper's ladder, in plain PyTorch.
 
 One file, read top to bottom (after karpathy/nanoGPT ``model.py``): config, rotary embedding,
-attention, MLP, Block, then the model. It is a real ``transformers`` model, so
-``save_pretrained`` / ``AutoModelForCausalLM.from_pretrained``, ``generate()`` and lm-eval's
-``HFLM`` all work on it once this module is imported (it registers itself with the Auto classes).
+attention, MLP, Block, then the model. :class:`GPT` is what every training and evaluation job
+builds: importing it costs only ``torch`` (about 2 s of CPU), where a ``transformers`` model
+class costs 6.5 s, paid by every job. :class:`tokenfilter.model.hf.TokenFilterForCausalLM` is the
+same model as a ``transformers`` ``PreTrainedModel`` (``from_pretrained``, ``generate()``,
+lm-eval's ``HFLM``), with the same modules, the same parameter names and the same checkpoint
+files: either class loads what the other saved.
 
 Architecture (paper §2 and Table 2, and the authors' code):
 
@@ -19,44 +22,32 @@ Architecture (paper §2 and Table 2, and the authors' code):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    DynamicCache,
-    GenerationMixin,
-    PreTrainedConfig,
-    PreTrainedModel,
-)
-from transformers import initialization as init
-from transformers.cache_utils import Cache
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from tokenfilter.model.loss import weighted_cross_entropy
+MODEL_TYPE = "tokenfilter"
+ARCHITECTURE = "TokenFilterForCausalLM"
 
 # ---------------------------------------------------------------------------------------------
 # Config
 
 
-class TokenFilterConfig(PreTrainedConfig):
+@dataclass
+class GPTConfig:
     """Shape and knobs of one model. Defaults are the smallest model of the paper's ladder (61M).
 
-    ``transformers`` turns this class into a keyword-only dataclass, so every field below is a
-    constructor argument and is written to ``config.json``.
+    The fields are those of :class:`tokenfilter.model.hf.TokenFilterConfig` and of a saved
+    model's ``config.json``.
     """
-
-    model_type = "tokenfilter"
-    # Generic HF code (DynamicCache, generate, lm-eval's max-length detection) asks for these names.
-    attribute_map = {
-        "hidden_size": "n_embd",
-        "num_attention_heads": "n_head",
-        "num_hidden_layers": "n_layer",
-        "max_position_embeddings": "block_size",
-    }
 
     vocab_size: int = 100288
     n_layer: int = 7
@@ -68,19 +59,17 @@ class TokenFilterConfig(PreTrainedConfig):
     mup_base_width: int | None = None  # None: standard parameterisation; else µP base width
     init_std: float = 0.02
     rms_norm_eps: float = 1e-6
+    # "reference": plain PyTorch ops; "fused": the same math with fewer passes over memory for
+    # training at small widths (RoPE on contiguous head-tiled tables, a fused RMSNorm backward);
+    # results agree to floating-point reassociation (docs/benchmarks.md).
+    kernels: str = "reference"
     tie_word_embeddings: bool = True
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
 
-    def __post_init__(self, **kwargs):
-        if self.position_encoding not in ("rope", "none"):
-            raise ValueError(f"position_encoding must be 'rope' or 'none', got {self.position_encoding!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
-        if self.position_encoding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
-            raise ValueError("RoPE rotates pairs of channels, so the head size must be even")
-        super().__post_init__(**kwargs)
+    def __post_init__(self) -> None:
+        check_config(self)
 
     @property
     def head_dim(self) -> int:
@@ -90,6 +79,27 @@ class TokenFilterConfig(PreTrainedConfig):
     def mup_width_mult(self) -> float:
         """µP width multiplier m = n_embd / mup_base_width (1.0 when µP is off)."""
         return 1.0 if self.mup_base_width is None else self.n_embd / self.mup_base_width
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GPTConfig":
+        """From a ``config.json`` (keys that are not model fields, e.g. transformers', are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_config(config: Any) -> None:
+    """The checks every config of this model passes (the plain and the transformers one)."""
+    if config.kernels not in ("reference", "fused"):
+        raise ValueError(f"kernels must be 'reference' or 'fused', got {config.kernels!r}")
+    if config.position_encoding not in ("rope", "none"):
+        raise ValueError(f"position_encoding must be 'rope' or 'none', got {config.position_encoding!r}")
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(f"n_embd {config.n_embd} is not a multiple of n_head {config.n_head}")
+    if config.position_encoding == "rope" and (config.n_embd // config.n_head) % 2 != 0:
+        raise ValueError("RoPE rotates pairs of channels, so the head size must be even")
 
 
 def paper_parameter_count(vocab_size: int, n_layer: int, n_embd: int) -> int:
@@ -126,6 +136,26 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+def head_tiled_rotary_tables(cos: torch.Tensor, sin: torch.Tensor, n_head: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, H, d) tables for :func:`apply_rotary_tiled`: ``[cos, cos]`` and ``[−sin, sin]`` per head.
+
+    Repeating the angles over the full head width and over the heads lets the rotation run as
+    two multiplies and an add over contiguous rows of H·d values instead of d/2-wide strided
+    pieces, whose broadcasting profiled at ~5% of a CPU training step at head size 20.
+    """
+    full_cos = torch.cat((cos, cos), dim=-1)[:, None, :].expand(-1, n_head, -1).contiguous()
+    signed_sin = torch.cat((-sin, sin), dim=-1)[:, None, :].expand(-1, n_head, -1).contiguous()
+    return full_cos, signed_sin
+
+
+def apply_rotary_tiled(x: torch.Tensor, full_cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rotary` for ``x`` (B, T, H, d) with head-tiled tables (T, H, d): the same
+    values (x1·cos + x2·(−sin) equals x1·cos − x2·sin, and addition commutes, exactly in IEEE)."""
+    half = x.size(-1) // 2
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    return x * full_cos + swapped * signed_sin
+
+
 # ---------------------------------------------------------------------------------------------
 # Layers
 
@@ -139,11 +169,39 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return FusedRMSNorm.apply(x, self.weight, self.eps)
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+    fused = False  # set by the model from config.kernels
+
+
+class FusedRMSNorm(torch.autograd.Function):
+    """RMSNorm with a hand-written backward: y = x·r·w with r = 1/sqrt(mean(x²) + eps).
+
+    dx = r·(g·w − x·r·mean(g·w·x·r)), dw = Σ g·x·r; autograd of the composite (pow, mean, add,
+    rsqrt, two multiplies) runs about twice as many passes over the activations.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        normed = x * r
+        ctx.save_for_backward(normed, r, weight)
+        return normed * weight
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        normed, r, weight = ctx.saved_tensors
+        grad_normed = grad * weight
+        dot = (grad_normed * normed).mean(-1, keepdim=True)
+        grad_x = (grad_normed - normed * dot) * r
+        grad_weight = (grad * normed).reshape(-1, normed.size(-1)).sum(0)
+        return grad_x, grad_weight, None
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: TokenFilterConfig, layer_idx: int) -> None:
+    def __init__(self, config: GPTConfig, layer_idx: int) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.head_dim = config.head_dim
@@ -162,10 +220,19 @@ class CausalSelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None,
         is_causal: bool,
-        past_key_values: Cache | None,
+        past_key_values: Any,
     ) -> torch.Tensor:
         B, T, E = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
+        if rope is not None and rope[0].dim() == 3:
+            # Fused path (head-tiled (T, H, d) tables: training, no cache, positions 0..T-1).
+            # unbind's backward stacks the three gradients into one tensor, where slicing q/k and
+            # selecting v would zero-fill a qkv-sized tensor twice.
+            q, k, v = qkv.unbind(dim=2)
+            q, k = apply_rotary_tiled(q, *rope), apply_rotary_tiled(k, *rope)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               attn_mask=mask, is_causal=is_causal, scale=self.scale)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, E))
         qk, v = qkv[:, :, :2], qkv[:, :, 2]
         if rope is not None:
             # cos/sin are (B or 1, T, 1, 1, d/2): one angle per position along the sequence axis
@@ -198,11 +265,12 @@ class ReLUSquared(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
         (r,) = ctx.saved_tensors
-        return grad_out * (r + r)
+        # grad·(2r) in two passes and one allocation; ×2 is exact, so this equals grad·(r + r).
+        return grad_out.mul(r).mul_(2)
 
 
 class MLP(nn.Module):
-    def __init__(self, config: TokenFilterConfig) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
@@ -214,7 +282,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: TokenFilterConfig, layer_idx: int) -> None:
+    def __init__(self, config: GPTConfig, layer_idx: int) -> None:
         super().__init__()
         self.ln_1 = RMSNorm(config.n_embd, config.rms_norm_eps)
         self.attn = CausalSelfAttention(config, layer_idx)
@@ -227,7 +295,7 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None,
         is_causal: bool,
-        past_key_values: Cache | None,
+        past_key_values: Any,
     ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope, mask, is_causal, past_key_values)
         x = x + self.mlp(self.ln_2(x))
@@ -238,16 +306,35 @@ class Block(nn.Module):
 # The model
 
 
-class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
-    config_class = TokenFilterConfig
-    config: TokenFilterConfig
-    base_model_prefix = "transformer"
-    _no_split_modules = ["Block"]
-    _supports_sdpa = True
-    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+@dataclass
+class ModelOutput:
+    """What :meth:`GPT.forward` returns (named like transformers' outputs)."""
 
-    def __init__(self, config: TokenFilterConfig) -> None:
-        super().__init__(config)
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    past_key_values: Any = None
+
+
+class _Init:
+    """``torch.nn.init`` with the three functions the init below uses (transformers'
+    ``initialization`` module has the same names and skips tensors loaded from a checkpoint)."""
+
+    normal_ = staticmethod(nn.init.normal_)
+    ones_ = staticmethod(nn.init.ones_)
+
+    @staticmethod
+    def copy_(tensor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return tensor.copy_(other)
+
+
+class GPTBody:
+    """The modules, initialisation, forward pass and optimizer groups shared by :class:`GPT` and
+    the transformers class; a mixin, so both have the same attributes and parameter names."""
+
+    config: Any
+
+    def _build(self, config: Any) -> None:
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -257,20 +344,26 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Rotary tables are computed once here, not per forward. Non-persistent: they are a
-        # function of the config, so they stay out of the checkpoint (and _init_weights refills
-        # them after from_pretrained, which builds the model on the meta device).
+        # function of the config, so they stay out of the checkpoint (and the init refills them
+        # after transformers' from_pretrained, which builds the model on the meta device).
         cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.post_init()  # weight init (_init_weights below) and tying lm_head to wte
+
+    def set_kernels(self, kernels: str) -> None:
+        """Switch between the reference and the fused implementations (same parameters, same math)."""
+        if kernels not in ("reference", "fused"):
+            raise ValueError(f"kernels must be 'reference' or 'fused', got {kernels!r}")
+        self.config.kernels = kernels
+        for module in self.modules():
+            if isinstance(module, RMSNorm):
+                module.fused = kernels == "fused"
 
     @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        """Called by ``post_init`` / ``from_pretrained`` on every module (children first).
+    def _init_module(self, module: nn.Module, init: Any = _Init) -> None:
+        """Initialise one module's own parameters; called on every module, children first.
 
-        Leaf modules only: for models outside the ``transformers`` tree, modules without direct
-        parameters (Block, MLP, ...) are skipped by ``transformers``. The
-        ``transformers.initialization`` functions skip tensors already loaded from a checkpoint.
+        Modules without direct parameters (Block, MLP, ...) are left alone.
         """
         config = self.config
         std = config.init_std
@@ -291,62 +384,23 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        elif module is self.lm_head and not config.tie_word_embeddings:
-            init.normal_(module.weight, mean=0.0, std=std)
         elif module is self:
             cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
             init.copy_(self.rope_cos, cos)
             init.copy_(self.rope_sin, sin)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.transformer.wte
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.transformer.wte = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def forward(
+    def _run(
         self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        use_cache: bool | None = None,
-        labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast | tuple:
-        """Logits for every position; the loss when ``labels`` is given.
-
-        Args:
-            input_ids: (B, T) token ids.
-            attention_mask: (B, past + T), 1 for real tokens and 0 for padding (left padding in
-                batched generation / evaluation). ``None`` means no padding.
-            position_ids: (B, T) positions for RoPE. When ``None`` they count real tokens only
-                (from ``attention_mask``), continuing after the cached ones.
-            past_key_values: a ``transformers`` cache (``DynamicCache``) of earlier positions.
-            use_cache: return the cache, creating one if needed. Off by default (training).
-            labels: (B, T) targets, aligned with ``input_ids`` (the shift happens here);
-                -100 marks positions without loss.
-            output_hidden_states: also return the residual stream, in the transformers
-                convention: entry 0 is the embedding output, entry i the output of block i − 1,
-                and the last entry the final block's output *after* the final norm. So entry
-                L + 1 is "layer L" for every block but the last (DESIGN §4 trap 6);
-                :func:`tokenfilter.model.hidden.residual_stream` returns any block's raw output.
-            kwargs: ``num_items_in_batch`` (HF Trainer) normalises the loss over a whole step;
-                anything else generic HF code passes is ignored.
-        """
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        past_key_values: Any,
+        output_hidden_states: bool,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """(logits, hidden states) of a batch. ``past_key_values`` is a transformers cache (the
+        transformers class makes one for ``generate()``) or None."""
         config = self.config
         B, T = input_ids.shape
-        use_cache = use_cache if use_cache is not None else past_key_values is not None
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=config)
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
 
         # A mask with no zeros carries no information; dropping it keeps the fast path
@@ -373,16 +427,18 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
                 cos, sin = self.rope_cos[past_len : past_len + T], self.rope_sin[past_len : past_len + T]
             else:
                 cos, sin = self.rope_cos[position_ids], self.rope_sin[position_ids]
-            # -> (B or 1, T, 1 [q/k], 1 [head], d/2): angles vary along the sequence axis only.
-            cos = cos.view(-1, T, 1, 1, cos.size(-1))
-            sin = sin.view(-1, T, 1, 1, sin.size(-1))
             x_dtype = self.transformer.wte.weight.dtype
             if torch.is_autocast_enabled(input_ids.device.type):
                 x_dtype = torch.get_autocast_dtype(input_ids.device.type)
-            rope = (cos.to(x_dtype), sin.to(x_dtype))
+            if config.kernels == "fused" and position_ids is None and past_key_values is None:
+                # (T, H, d) tables tiled over the head width and the heads (apply_rotary_tiled).
+                rope = head_tiled_rotary_tables(cos.to(x_dtype), sin.to(x_dtype), config.n_head)
+            else:
+                # -> (B or 1, T, 1 [q/k], 1 [head], d/2): angles vary along the sequence axis only.
+                cos = cos.view(-1, T, 1, 1, cos.size(-1))
+                sin = sin.view(-1, T, 1, 1, sin.size(-1))
+                rope = (cos.to(x_dtype), sin.to(x_dtype))
 
-        output_hidden_states = (output_hidden_states if output_hidden_states is not None
-                                else getattr(config, "output_hidden_states", False))
         hidden_states: tuple[torch.Tensor, ...] | None = () if output_hidden_states else None
         x = self.transformer.wte(input_ids)
         for block in self.transformer.h:
@@ -397,25 +453,7 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
             # µP output multiplier 1/m keeps logits O(1) as width grows (Yang et al. 2022).
             logits = logits * (1.0 / config.mup_width_mult)
 
-        loss = None
-        if labels is not None:
-            # Position t predicts token t+1. Shifting the labels left (and giving the last
-            # position no target) rather than slicing the logits avoids copying the (B, T, V)
-            # logits; -100 targets get weight 0 and a valid dummy id.
-            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-            weights = targets != -100
-            loss, _ = weighted_cross_entropy(
-                logits, targets.masked_fill(~weights, 0), weights, normalizer=kwargs.get("num_items_in_batch")
-            )
-
-        return_dict = return_dict if return_dict is not None else config.return_dict
-        cache_out = past_key_values if use_cache else None
-        if not return_dict:
-            output = (logits, cache_out) if use_cache else (logits,)
-            if hidden_states is not None:
-                output += (hidden_states,)
-            return (loss, *output) if loss is not None else output
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache_out, hidden_states=hidden_states)
+        return logits, hidden_states
 
     @staticmethod
     def _attention_mask(
@@ -434,8 +472,6 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
         else:
             allowed = allowed[None, None]
         return allowed
-
-    # --- used by the trainer -----------------------------------------------------------------
 
     def optimizer_param_groups(self, weight_decay: float) -> list[dict]:
         """Parameter groups for ``torch.optim.AdamW``.
@@ -465,7 +501,78 @@ class TokenFilterForCausalLM(PreTrainedModel, GenerationMixin):
         return 6.0 * n_params + 12.0 * self.config.n_layer * self.config.n_embd * seq_len
 
 
-# Importing this module is enough for AutoConfig / AutoModelForCausalLM to know the model.
-# exist_ok: importing twice (e.g. importlib.reload) must not fail.
-AutoConfig.register(TokenFilterConfig.model_type, TokenFilterConfig, exist_ok=True)
-AutoModelForCausalLM.register(TokenFilterConfig, TokenFilterForCausalLM, exist_ok=True)
+
+    def tie_weights(self, *args: Any, **kwargs: Any) -> None:
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+
+class GPT(GPTBody, nn.Module):
+    """The model in plain PyTorch: what training and evaluation jobs build and load."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._build(config)
+        # The same initialisation, in the same order (each module after its children), as the
+        # transformers class's post_init: a seed gives the same weights in both.
+        for module in _children_first(self):
+            self._init_module(module)
+        self.tie_weights()
+        self.set_kernels(config.kernels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+                **unused: Any) -> ModelOutput:
+        """Logits (B, T, V) of every position; see :meth:`tokenfilter.model.hf.TokenFilterForCausalLM.forward`
+        for the meaning of the arguments (``use_cache`` and the like are accepted and ignored)."""
+        logits, hidden_states = self._run(input_ids, attention_mask, position_ids, None, output_hidden_states)
+        return ModelOutput(logits=logits, hidden_states=hidden_states)
+
+    # --- the one checkpoint format: config.json + model.safetensors ------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike, **unused: Any) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (the tied LM head stored once), the files
+        transformers' ``save_pretrained`` writes and ``from_pretrained`` reads."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                 if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}
+        save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        config = {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, **self.config.to_dict()}
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "GPT":
+        """A model saved by either class (weights loaded strictly; the tied head needs no copy)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = GPTConfig.from_dict(json.loads((directory / "config.json").read_text()))
+        with torch.device("meta"):
+            model = cls.__new__(cls)
+            nn.Module.__init__(model)
+            model.config = config
+            model._build(config)
+        model.to_empty(device="cpu")
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        model.rope_cos.copy_(cos)
+        model.rope_sin.copy_(sin)
+        model.tie_weights()
+        weights = load_file(directory / "model.safetensors")
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+        if missing or unexpected:
+            raise ValueError(f"{directory}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+        model.tie_weights()
+        model.set_kernels(config.kernels)
+        return model
+
+
+def _children_first(module: nn.Module):
+    """Every module under ``module`` (itself last), each after its children: transformers' init order."""
+    for child in module.children():
+        yield from _children_first(child)
+    yield module

@@ -79,6 +79,7 @@ class TrainSpec:
     batch_tokens: int
     micro_batch_size: int
     precision: str  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16"
+    kernels: str  # "reference" | "fused": the same math with fewer passes over memory (model + loss)
     compile: bool
     seed: int
     snapshots: int
@@ -263,8 +264,11 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     torch.manual_seed(spec.seed)  # same initial weights on every rank
     model = _build_model(spec, source).to(device)
     model.train()
+    if hasattr(model, "set_kernels"):
+        model.set_kernels(spec.kernels)
     n_params = sum(p.numel() for p in model.parameters())
     objective = objective or make_objective(spec.objective, spec.seed)
+    objective.fused_loss = spec.kernels == "fused"
     objective.setup(model, device)
 
     # --- budget -----------------------------------------------------------------------------------
@@ -448,9 +452,9 @@ def _build_model(spec: TrainSpec, source: BatchSource) -> torch.nn.Module:
     fields = dict(spec.model)
     architecture = fields.pop("architecture", "tokenfilter")
     if architecture == "tokenfilter":
-        from tokenfilter.model import TokenFilterConfig, TokenFilterForCausalLM
+        from tokenfilter.model.gpt import GPT, GPTConfig
 
-        return TokenFilterForCausalLM(TokenFilterConfig(**source.model_defaults(), **fields))
+        return GPT(GPTConfig(**source.model_defaults(), **fields))
     raise ConfigError(f"run {spec.run}: unknown model architecture {architecture!r}")
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tokenfilter.errors import ConfigError
-from tokenfilter.model.loss import weighted_cross_entropy
+from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
 
 if TYPE_CHECKING:
     from tokenfilter.train.loop import Batch
@@ -31,6 +31,7 @@ class Objective:
     """Base objective: next-token cross-entropy over every parameter."""
 
     kind = "lm"
+    fused_loss = False  # set by the loop from the spec's kernels (the fused loss of model/loss.py)
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         """Called once with the starting model (after loading its weights, before resuming)."""
@@ -41,6 +42,8 @@ class Objective:
 
     def __call__(self, model: torch.nn.Module, batch: "Batch", normalizer: torch.Tensor) -> torch.Tensor:
         logits = model(batch.inputs, attention_mask=batch.attention_mask).logits
+        if self.fused_loss:
+            return fused_weighted_cross_entropy(logits, batch.targets, batch.weights, normalizer)
         loss, _ = weighted_cross_entropy(logits, batch.targets, batch.weights, normalizer=normalizer)
         return loss
 

@@ -1,0 +1,186 @@
+"""Training-step throughput per ladder rung: today's path, the fast path, and transformers' Llama.
+
+For each rung of a config's ladder (default: ``config/config.yaml``), at its micro-batch and
+context length, one process times a training step (forward, the loss, backward, AdamW step; fp32,
+``--threads`` torch threads) of
+
+- ``reference``: the model with ``kernels: reference`` and the composite cross-entropy (the
+  trainer before the speed work, kept selectable for exactly this comparison);
+- ``fused``: ``kernels: fused`` (head-tiled RoPE, fused RMSNorm backward, the cross-entropy that
+  reuses the logits' buffer), the default;
+- ``compiled`` (``--compile``): ``fused`` under ``torch.compile`` (its compile time is reported);
+- ``llama``: transformers' ``LlamaForCausalLM`` of the same width, depth, heads, vocabulary and
+  (within 0.1%) parameter count, with the same loss function.
+
+Variants alternate inside every repeat after a warm-up, so drift in machine load hits all alike;
+the table gives medians. It also measures the single-thread fp32 matmul rate *at the step's own
+GEMM shapes* (every linear layer's forward and both backward products, timed alone) and reports
+each variant's achieved FLOP/s as a share of it, with one frozen FLOP formula: 6·N per token plus
+causal attention, 6·n_layer·T·d per token (N counts the tied embedding once).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_trainer.py --repeats 7 --json-out bench_trainer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def step_flops(n_params: int, n_layer: int, n_embd: int, seq: int) -> float:
+    """The frozen FLOP formula per token: 6N + 6·n_layer·T·d (causal attention, fwd + bwd)."""
+    return 6.0 * n_params + 6.0 * n_layer * seq * n_embd
+
+
+def gemm_rate(tokens: int, n_embd: int, n_layer: int, vocab: int, repeats: int) -> float:
+    """FLOP/s of the step's GEMMs timed alone: per linear layer (K→N) the forward (M×K·K×N) and
+    the two backward products (M×N·N×K and N×M·M×K), M = tokens per micro-batch."""
+    shapes = [(n_embd, 3 * n_embd), (n_embd, n_embd), (n_embd, 4 * n_embd), (4 * n_embd, n_embd)] * n_layer
+    shapes.append((n_embd, vocab))
+    products = []
+    for k, n in shapes:
+        products += [((tokens, k), (k, n)), ((tokens, n), (n, k)), ((n, tokens), (tokens, k))]
+    tensors = [(torch.randn(*a), torch.randn(*b)) for a, b in products]
+    flops = sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in tensors)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        for a, b in tensors:
+            torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return flops / statistics.median(times[1:])
+
+
+def llama_of(n_embd: int, n_layer: int, n_head: int, vocab: int, seq: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=vocab, hidden_size=n_embd, intermediate_size=round(8 * n_embd / 3),
+                         num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_head,
+                         max_position_embeddings=seq, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                         attention_bias=False, mlp_bias=False, use_cache=False)
+    return LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+
+
+def make_step(variant: str, shape: dict, batch: int, seq: int, compile_times: dict):
+    """A closure running one training step of ``variant`` on fixed random data."""
+    from tokenfilter.model.gpt import GPT, GPTConfig
+    from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
+
+    torch.manual_seed(0)
+    if variant == "llama":
+        model = llama_of(shape["n_embd"], shape["n_layer"], shape["n_head"], shape["vocab_size"], seq)
+        groups = model.parameters()
+    else:
+        kernels = "reference" if variant == "reference" else "fused"
+        model = GPT(GPTConfig(**shape, block_size=seq, kernels=kernels))
+        groups = model.optimizer_param_groups(0.1)
+    model.train()
+    forward = torch.compile(model) if variant == "compiled" else model
+    optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95))
+    tokens = torch.randint(0, shape["vocab_size"], (batch, seq + 1))
+    weights = torch.ones(batch, seq)
+    normalizer = weights.sum()
+    fused_loss = variant in ("fused", "compiled")
+
+    def step() -> None:
+        logits = forward(tokens[:, :-1]).logits
+        if fused_loss:
+            loss = fused_weighted_cross_entropy(logits, tokens[:, 1:], weights, normalizer)
+        else:
+            loss, _ = weighted_cross_entropy(logits, tokens[:, 1:], weights, normalizer=normalizer)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if variant == "compiled":
+        start = time.perf_counter()
+        step()
+        compile_times[variant] = time.perf_counter() - start
+    n_params = sum(p.numel() for p in model.parameters())
+    return step, n_params
+
+
+def bench_rung(name: str, rung: dict, vocab: int, seq: int, batch: int, variants: list[str], repeats: int,
+               steps_per_sample: int) -> dict:
+    shape = {"vocab_size": vocab, "n_layer": rung["n_layer"], "n_embd": rung["n_embd"], "n_head": rung["n_head"]}
+    compile_times: dict[str, float] = {}
+    steps, params = {}, {}
+    for variant in variants:
+        steps[variant], params[variant] = make_step(variant, shape, batch, seq, compile_times)
+    for step in steps.values():  # warm-up
+        step()
+        step()
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(repeats):
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for variant in order:
+            start = time.perf_counter()
+            for _ in range(steps_per_sample):
+                steps[variant]()
+            samples[variant].append((time.perf_counter() - start) / steps_per_sample)
+    tokens = batch * seq
+    peak = gemm_rate(tokens, rung["n_embd"], rung["n_layer"], vocab, repeats=5)
+    flops_per_token = step_flops(params["reference" if "reference" in params else variants[0]], rung["n_layer"],
+                                 rung["n_embd"], seq)
+    out = {"rung": name, "shape": shape, "params": params, "gemm_peak_flops": peak, "variants": {}}
+    for variant, times in samples.items():
+        median = statistics.median(times)
+        achieved = flops_per_token * tokens / median
+        out["variants"][variant] = {"step_s": median, "samples_s": times, "tokens_per_s": tokens / median,
+                                    "flops_per_s": achieved, "share_of_gemm_peak": achieved / peak,
+                                    "compile_s": compile_times.get(variant)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--rungs", nargs="*", help="ladder sizes (default: all of the config's)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps-per-sample", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
+    parser.add_argument("--no-llama", action="store_true")
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+
+    from tokenfilter.config import load_config
+    from tokenfilter.data.tokenizer import padded_vocab_size
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    vocab = padded_vocab_size(config["tokenizer"]["vocab_size"])
+    seq = config["model"]["block_size"]
+    variants = ["reference", "fused"] + (["compiled"] if args.compile else []) + ([] if args.no_llama else ["llama"])
+    results = []
+    for name in args.rungs or list(config["ladder"]):
+        rung = config["ladder"][name]
+        batch = rung.get("micro_batch_size", config["training"]["micro_batch_size"])
+        result = bench_rung(name, rung, vocab, seq, batch, variants, args.repeats, args.steps_per_sample)
+        results.append(result)
+        ref = result["variants"]["reference"]["tokens_per_s"]
+        line = [f"{name:>5} N={result['params']['reference']:>8,} GEMM peak {result['gemm_peak_flops'] / 1e9:5.1f} GFLOP/s"]
+        for variant, v in result["variants"].items():
+            line.append(f"{variant} {v['tokens_per_s']:8,.0f} tok/s ({v['tokens_per_s'] / ref:4.2f}×, "
+                        f"{100 * v['share_of_gemm_peak']:3.0f}% of peak)")
+        print(" | ".join(line), flush=True)
+    report = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "threads": args.threads, "seq": seq, "vocab": vocab, "repeats": args.repeats, "rungs": results}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
