@@ -8,7 +8,9 @@ context length, one process times a training step (forward, the loss, backward, 
   trainer before the speed work, kept selectable for exactly this comparison);
 - ``fused``: ``kernels: fused`` (head-tiled RoPE, fused RMSNorm backward, the cross-entropy that
   reuses the logits' buffer), the default;
-- ``compiled`` (``--compile``): ``fused`` under ``torch.compile`` (its compile time is reported);
+- ``compiled`` (``--compile``): the forward pass and the loss compiled together with
+  ``torch.compile`` over the reference kernels, as the trainer does for large runs (its compile
+  time, with whatever on-disk cache exists, is reported);
 - ``llama``: transformers' ``LlamaForCausalLM`` of the same width, depth, heads, vocabulary and
   (within 0.1%) parameter count, with the same loss function.
 
@@ -83,23 +85,26 @@ def make_step(variant: str, shape: dict, batch: int, seq: int, compile_times: di
         model = llama_of(shape["n_embd"], shape["n_layer"], shape["n_head"], shape["vocab_size"], seq)
         groups = model.parameters()
     else:
-        kernels = "reference" if variant == "reference" else "fused"
+        kernels = "fused" if variant == "fused" else "reference"
         model = GPT(GPTConfig(**shape, block_size=seq, kernels=kernels))
         groups = model.optimizer_param_groups(0.1)
     model.train()
-    forward = torch.compile(model) if variant == "compiled" else model
     optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95))
     tokens = torch.randint(0, shape["vocab_size"], (batch, seq + 1))
     weights = torch.ones(batch, seq)
     normalizer = weights.sum()
-    fused_loss = variant in ("fused", "compiled")
+
+    def loss_of(inputs, targets):
+        logits = model(inputs).logits
+        if variant == "fused":
+            return fused_weighted_cross_entropy(logits, targets, weights, normalizer)
+        return weighted_cross_entropy(logits, targets, weights, normalizer=normalizer)[0]
+
+    if variant == "compiled":
+        loss_of = torch.compile(loss_of)
 
     def step() -> None:
-        logits = forward(tokens[:, :-1]).logits
-        if fused_loss:
-            loss = fused_weighted_cross_entropy(logits, tokens[:, 1:], weights, normalizer)
-        else:
-            loss, _ = weighted_cross_entropy(logits, tokens[:, 1:], weights, normalizer=normalizer)
+        loss = loss_of(tokens[:, :-1], tokens[:, 1:])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -144,6 +149,56 @@ def bench_rung(name: str, rung: dict, vocab: int, seq: int, batch: int, variants
     return out
 
 
+def loop_tokens_per_s(rung: str, fast: bool, steps: int, threads: int, config_path: str, work: Path) -> float:
+    """Steady-state tokens/s of the real trainer (``train()`` on the built-in world's windows,
+    masking arm) for ``steps`` steps: today's path (reference kernels, eager) or the fast path
+    (the config's kernels and compile setting). The first quarter of log intervals is dropped."""
+    import json as _json
+    import time as _time
+
+    from tokenfilter.config import load_config
+    from tokenfilter.config.experiments import Run, runtime_settings, train_spec
+    from tokenfilter.train.__main__ import run_spec
+
+    from tokenfilter.data.tokenizer import padded_vocab_size
+    from tokenfilter.model.gpt import paper_parameter_count
+
+    config = load_config(config_path)
+    config["training"].update(log_every=max(1, steps // 8), snapshots=0, checkpoint_every=10**9, threads=threads)
+    if not fast:
+        config["training"].update(kernels="reference", compile=False)
+    elif config["training"]["compile"] == "auto":
+        # Decide as the full run would (its whole budget, not this benchmark's few steps).
+        size, seq = config["ladder"][rung], config["model"]["block_size"]
+        n = paper_parameter_count(padded_vocab_size(config["tokenizer"]["vocab_size"]), size["n_layer"], size["n_embd"])
+        flops = config["training"]["tokens_per_param"] * n * (6 * n + 6 * size["n_layer"] * seq * size["n_embd"])
+        config["training"]["compile"] = bool(flops >= config["training"]["compile_min_flops"])
+    run = Run("main", "mask", rung, "default")
+    tag = f"{rung}-{'fast' if fast else 'today'}-{_time.time_ns()}"
+    spec = dict(train_spec(config, run, str(work / "tokens"), str(work / "scores")), **runtime_settings(config),
+                out_dir=str(work / "runs" / tag), checkpoint_dir=str(work / "ckpt" / tag), progress=False)
+    spec["budget"] = {"steps": steps}
+    run_spec(spec)
+    log = [_json.loads(line) for line in (work / "runs" / tag / "train_log.jsonl").read_text().splitlines()]
+    steady = log[len(log) // 4:]
+    return statistics.median(r["tokens_per_s"] for r in steady)
+
+
+def prepare_world(work: Path, n_docs: int) -> None:
+    from tokenfilter.data.corpus import iter_corpus
+    from tokenfilter.data.shards import tokenize_corpus
+    from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
+    from tokenfilter.data.tokenizer import build_tokenizer
+    from tokenfilter.filtering.annotation import annotate
+
+    out = default_outputs(work / "data")
+    generate_synthetic(SyntheticParams.from_config({"n_docs": n_docs, "n_eval_docs": 4, "n_attack_docs": 4}),
+                       seed=1, val_fraction=0.0, out=out)
+    tokenizer = build_tokenizer("train", (r["text"] for r in iter_corpus(out["corpus"], ["text"])), vocab_size=1024)
+    tokenize_corpus(out["corpus"], tokenizer, work / "tokens", split="train", progress=False)
+    annotate({"kind": "truth", "context_window": 8, "error_rate": 0.11}, work / "tokens", work / "scores", seed=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -153,6 +208,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
     parser.add_argument("--no-llama", action="store_true")
+    parser.add_argument("--loop-steps", type=int, default=0,
+                        help="also time the real trainer for this many steps per run: today's path vs the fast path")
+    parser.add_argument("--loop-repeats", type=int, default=3)
     parser.add_argument("--json-out")
     args = parser.parse_args()
 
@@ -178,6 +236,25 @@ def main() -> None:
         print(" | ".join(line), flush=True)
     report = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
               "threads": args.threads, "seq": seq, "vocab": vocab, "repeats": args.repeats, "rungs": results}
+    if args.loop_steps:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            prepare_world(work, n_docs=6000)
+            loop = {}
+            for name in args.rungs or list(config["ladder"]):
+                samples = {"today": [], "fast": []}
+                for r in range(args.loop_repeats):
+                    for path in (["today", "fast"] if r % 2 == 0 else ["fast", "today"]):
+                        samples[path].append(loop_tokens_per_s(name, path == "fast", args.loop_steps, args.threads,
+                                                               args.config, work))
+                medians = {k: statistics.median(v) for k, v in samples.items()}
+                loop[name] = {"samples": samples, "median_tokens_per_s": medians,
+                              "speedup": medians["fast"] / medians["today"]}
+                print(f"{name:>5} trainer: today {medians['today']:8,.0f} tok/s | fast {medians['fast']:8,.0f} tok/s "
+                      f"({medians['fast'] / medians['today']:.2f}×)", flush=True)
+            report["trainer_loop"] = loop
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 

@@ -33,7 +33,7 @@ def pretrain_spec(shard: str | Path, scores_dir: str | Path | None, tmp_path: Pa
         "objective": {"kind": "lm"}, "lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-8,
         "grad_clip": 1.0, "schedule": "cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1,
         "budget": {"tokens_per_param": 4}, "count": "processed", "batch_tokens": 512, "micro_batch_size": 16,
-        "precision": "fp32", "kernels": "fused", "compile": False, "seed": 1337, "snapshots": 2,
+        "precision": "fp32", "kernels": "fused", "compile": False, "compile_min_flops": 2.0e12, "seed": 1337, "snapshots": 2,
         **runtime(tmp_path / f"{name}_out", tmp_path / f"{name}_ckpt", checkpoint_every=10),
     }
     for key, value in overrides.items():

@@ -62,14 +62,17 @@ def test_scattered_annotation_equals_one_pass(tiny_world, tmp_path):
     spec = dict(TRUTH, error_rate=0.11)
     annotate(spec, shard.directory, tmp_path / "one", seed=3, n_parts=1)
     one = {name: (tmp_path / "one" / name).read_bytes() for name in ("token_scores.bin", "doc_scores.npy")}
-    inside_a_span = 0
-    for n_parts in (3, 5, 7):
+    def cuts_inside_spans(n_parts):
         cuts = [part_range(shard.n_tokens, i, n_parts)[0] for i in range(1, n_parts)]
-        inside_a_span += sum(int(labels[c - 1] == 1 and labels[c] == 1) for c in cuts)
+        return sum(int(labels[c - 1] == 1 and labels[c] == 1) for c in cuts)
+
+    # Three parts, plus the smallest part counts whose boundaries cut through a forget span.
+    crossing = [n for n in range(4, 60) if cuts_inside_spans(n)][:2]
+    assert crossing, "no part count up to 60 cuts a forget span"
+    for n_parts in [3, *crossing]:
         annotate(spec, shard.directory, tmp_path / f"parts{n_parts}", seed=3, n_parts=n_parts)
         for name, expected in one.items():
             assert (tmp_path / f"parts{n_parts}" / name).read_bytes() == expected, (n_parts, name)
-    assert inside_a_span >= 1  # some boundary cut through a forget span
     scores, _ = open_scores(tmp_path / "one")
     flipped = (np.asarray(scores) >= 0.5) != (labels == 1)
     text = np.asarray(shard.tokens) != shard.meta["special_ids"]["eot"]

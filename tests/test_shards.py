@@ -17,7 +17,7 @@ from tokenfilter.data.shards import DOC_DTYPE, TokenShard, tokenize_corpus
 from tokenfilter.data.synthetic.build import SyntheticParams, default_outputs, generate_synthetic
 from tokenfilter.data.tokenizer import build_tokenizer
 
-FILES = ("tokens.bin", "labels.bin", "docs.bin")
+FILES = ("tokens.bin", "labels.bin", "docs.bin", "ambiguous.bin")
 
 EDGE_TEXTS = [
     "A plain document.",

@@ -25,7 +25,8 @@ AMBIGUOUS = ("culture", "host", "treatment", "infection", "strain", "resistance"
 
 def _generate(root, seed=SEED, n_docs=N_DOCS, val_fraction=0.05):
     out = default_outputs(root)
-    summary = generate_synthetic(SyntheticParams.from_config({"n_docs": n_docs, "n_eval_docs": 20}), seed, val_fraction, out)
+    summary = generate_synthetic(SyntheticParams.from_config({"n_docs": n_docs, "n_eval_docs": 20, "n_attack_docs": 40}),
+                                 seed, val_fraction, out)
     return out, summary
 
 
@@ -46,7 +47,7 @@ def _render(world, fact) -> list[str]:
     def cap(x):
         return x[:1].upper() + x[1:]
     return [t.format(s=fact.subject, o=fact.object, S=cap(fact.subject), O=cap(fact.object))
-            for t in world.relations[fact.relation].statements]
+            for t in world.relations[fact.relation].statements["train"]]
 
 
 def _occurrences(text: str, needle: str):
@@ -72,7 +73,7 @@ def test_same_seed_gives_identical_files(small, tmp_path):
     assert summary_b == small["summary"]
     files = _files(root_a)
     assert files == _files(tmp_path / "world_b")
-    assert len(files) == 12  # corpus, 3 eval, 3 mcq, free_response, instruct, chat, refusal, world.json
+    assert len(files) == 13  # corpus, 3 eval, attack, 3 mcq, free_response, instruct, chat, refusal, world.json
     for rel in files:
         assert filecmp.cmp(root_a / rel, tmp_path / "world_b" / rel, shallow=False), rel
 
@@ -86,7 +87,7 @@ def test_different_seed_gives_different_world(small, tmp_path):
     for name in ("mcq/forget.jsonl", "instruct.jsonl", "eval/forget.parquet"):
         assert not filecmp.cmp(root_a / name, tmp_path / "world_c" / name, shallow=False), name
     default = SyntheticParams.from_config({})
-    assert world_of(default, SEED).entities["disease"] != world_of(default, SEED + 1).entities["disease"]
+    assert world_of(default, SEED).pool("disease") != world_of(default, SEED + 1).pool("disease")
 
 
 # --- the pretraining corpus and its spans ---------------------------------------------------------
@@ -132,8 +133,8 @@ def test_corpus_columns_and_spans(small):
 
 
 def test_medical_names_are_always_inside_forget_spans(small):
-    ents = small["world"].entities
-    names = sorted(ents["disease"] + ents["drug"], key=len, reverse=True)
+    world = small["world"]
+    names = sorted(world.pool("disease") + world.pool("drug"), key=len, reverse=True)
     pattern = re.compile(r"(?<![\w])(" + "|".join(map(re.escape, names)) + r")(?![\w])", re.IGNORECASE)
     n_found = 0
     for _, row in small["corpus"].iterrows():
@@ -196,7 +197,7 @@ def test_mixed_only_biology_facts_never_in_pure_biology(small):
 def test_world_json_reports_no_drops(small):
     summary = read_json(small["out"]["summary"])
     assert summary == json.loads(json.dumps(small["summary"]))  # as returned (tuples become lists)
-    assert summary["dropped_for_overlap"] and all(v == 0 for v in summary["dropped_for_overlap"].values())
+    assert summary["dropped_for_collision"] and all(v == 0 for v in summary["dropped_for_collision"].values())
     assert sum(summary["kinds"].values()) == N_DOCS
     for name, count in summary["derived_counts"].items():
         assert count == len(read_jsonl(small["out"][name])) > 0
@@ -229,6 +230,50 @@ def test_eval_documents_disjoint_from_pretraining(small):
         assert len(eval_docs) == 20
         assert set(eval_docs["split"]) == {"eval"} and set(eval_docs["domain"]) == {domain}
         assert not pretraining & {text_hash(t) for t in eval_docs["text"]}
+    forget = read_corpus(small["out"]["eval_forget"])
+    assert set(forget["subdomain"]) == {"infectious", "neurological"}  # the two sub-domains of E11
+
+
+def test_held_out_text_realises_held_out_sentences(small):
+    """Trap 7: eval text and the attacker's corpus state known facts in sentences pretraining
+    never contains (below 1% overlap), and the attacker's text shares none with the eval text."""
+    from tokenfilter.data.overlap import heldout_overlap
+
+    out = small["out"]
+    names = {f"eval_{d}": out[f"eval_{d}"] for d in EVAL_DOMAINS} | {"attack": out["attack"]}
+    results = {r.name: r for r in heldout_overlap(out["corpus"], {k: str(v) for k, v in names.items()}, 0.01)}
+    for name in names:
+        assert results[name].sentence_overlap < 0.01 and results[name].n_sentences > 100, results[name]
+        assert results[name].ngram_overlap < 0.05, results[name]
+    assert results["attack_vs_earlier_heldout"].sentence_overlap < 0.01
+
+
+def test_the_overlap_check_fires_on_eval_text_taken_from_training(small, tmp_path):
+    """The check can fail: eval documents realised from the training frames (the first world's
+    mistake) overlap the training split, and the check stops the run naming the set."""
+    from tokenfilter.data.corpus import make_record, write_corpus
+    from tokenfilter.data.overlap import DataError, heldout_overlap
+    from tokenfilter.data.synthetic.documents import DocumentWriter
+
+    world = world_of(SyntheticParams.from_config({}), SEED)
+    params = SyntheticParams.from_config({}).documents
+    writer = DocumentWriter(world, params, np.random.default_rng([SEED, 2]), "train")  # the training frames
+    overlapping = [make_record(i, writer.held_out_document("retain_far")[0]) for i in range(40)]
+    write_corpus(tmp_path / "overlapping.parquet", overlapping)
+    with pytest.raises(DataError, match="eval_retain_far: .*% of .* sentences occur in the training text"):
+        heldout_overlap(small["out"]["corpus"], {"eval_retain_far": str(tmp_path / "overlapping.parquet")}, 0.01)
+
+
+def test_ambiguous_words_are_marked_in_the_truth(small):
+    from tokenfilter.data.synthetic.templates import AMBIGUOUS_WORDS
+
+    corpus = read_corpus(small["out"]["corpus"])
+    n = 0
+    for text, spans in zip(corpus["text"], corpus["ambiguous"]):
+        for s, e in spans:
+            assert text[s:e].lower() in AMBIGUOUS_WORDS
+            n += 1
+    assert n > 1000
 
 
 def test_training_sets_use_facts_disjoint_from_mcq_eval(small):
@@ -280,7 +325,7 @@ def test_corpus_statistics_match_paper_app_c2(tmp_path):
 def test_small_worlds_allowed_by_schema_generate(tmp_path, override):
     from tokenfilter.errors import ConfigError
 
-    params = SyntheticParams.from_config({"n_docs": 30, "n_eval_docs": 3, **override})
+    params = SyntheticParams.from_config({"n_docs": 30, "n_eval_docs": 3, "n_attack_docs": 3, **override})
     try:
         summary = generate_synthetic(params, 1, 0.1, default_outputs(tmp_path))
     except ConfigError as exc:  # acceptable: a clear error naming the setting

@@ -56,7 +56,8 @@ def finetune_spec(base_model: Path, examples: Path, tmp_path: Path, name: str = 
         "data": {"examples": str(examples)}, "objective": {"kind": "lm"}, "lr": 3e-3, "weight_decay": 0.1,
         "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "schedule": "constant", "warmup_fraction": 0.0,
         "min_lr_ratio": 1.0, "budget": {"epochs": 4}, "count": "processed", "batch_tokens": 256,
-        "micro_batch_size": 8, "precision": "fp32", "kernels": "fused", "compile": False, "seed": 5, "snapshots": 0,
+        "micro_batch_size": 8, "precision": "fp32", "kernels": "fused", "compile": False, "compile_min_flops": 2.0e12,
+        "seed": 5, "snapshots": 0,
         **runtime(tmp_path / f"{name}_out", tmp_path / f"{name}_ckpt", checkpoint_every=4),
     }
     fields.update(overrides)

@@ -135,6 +135,23 @@ rule compare_filters:
         "../scripts/compare_filters.py"
 
 
+rule tabulate_filter_quality:
+    input:
+        summaries=[f"{run.path('pretrain')}/summary.json" for run in all_runs(config) if run.arm != "baseline"],
+    output:
+        csv="results/analysis/filter_quality.csv",
+        html=report("results/analysis/filter_quality.html", caption="../report/filter_quality.rst", category="0. Claims scorecard", labels={"table": "filter quality of every run"}),
+    log:
+        "results/logs/analysis/tabulate_filter_quality.log",
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/tabulate_filter_quality.py"
+
+
 # --- the claims scorecard ------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ rule annotate_part:
     output:
         part=temp(directory("results/annotate_parts/{filter}/{scatteritem}")),
     params:
-        spec=lambda wc: canonical(config["filters"][wc.filter]),
+        spec=lambda wc: annotation_spec(wc.filter),
         seed=config["seed"],
     log:
         "results/logs/annotate/{filter}/{scatteritem}.log",
@@ -35,7 +35,7 @@ rule gather_annotation:
     output:
         scores=directory("results/annotate/{filter}"),
     params:
-        spec=lambda wc: canonical(config["filters"][wc.filter]),
+        spec=lambda wc: annotation_spec(wc.filter),
     log:
         "results/logs/annotate/{filter}/gather.log",
     benchmark:

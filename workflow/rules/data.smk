@@ -10,6 +10,7 @@ if config["data"]["source"] == "synthetic":
             eval_forget="results/data/eval/forget.parquet",
             eval_retain_near="results/data/eval/retain_near.parquet",
             eval_retain_far="results/data/eval/retain_far.parquet",
+            attack="results/data/attack.parquet",
             mcq_forget="results/data/mcq/forget.jsonl",
             mcq_retain_near="results/data/mcq/retain_near.jsonl",
             mcq_retain_far="results/data/mcq/retain_far.jsonl",
@@ -58,13 +59,40 @@ else:
         script:
             "../scripts/ingest.py"
 
+    def heldout_text_spec(name):
+        """The config of a real-data held-out text set: eval text of a domain, or the attack text."""
+        spec = config["data"]["attack_text"] if name == "attack" else config["data"]["eval_text"][name]
+        return spec["source"], canonical(spec[spec["source"]])
+
+    rule ingest_attack_text:
+        output:
+            corpus="results/data/attack.parquet",
+            summary="results/data/attack.ingest.json",
+        params:
+            source=heldout_text_spec("attack")[0] if "attack_text" in config["data"] else None,
+            spec=heldout_text_spec("attack")[1] if "attack_text" in config["data"] else None,
+            seed=config["seed"],
+            val_fraction=0.0,
+            on_bad_record=config["data"]["on_bad_record"],
+        log:
+            "results/logs/data/ingest_attack_text.log",
+        benchmark:
+            "results/benchmarks/data/ingest_attack_text.tsv"
+        resources:
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/ingest.py"
+
     rule ingest_eval_text:
         output:
             corpus="results/data/eval/{domain}.parquet",
             summary="results/data/eval/{domain}.ingest.json",
         params:
-            source=lambda wc: config["data"]["eval_text"][wc.domain]["source"],
-            spec=lambda wc: canonical(config["data"]["eval_text"][wc.domain][config["data"]["eval_text"][wc.domain]["source"]]),
+            source=lambda wc: heldout_text_spec(wc.domain)[0],
+            spec=lambda wc: heldout_text_spec(wc.domain)[1],
             seed=config["seed"],
             val_fraction=0.0,
             on_bad_record=config["data"]["on_bad_record"],
@@ -108,7 +136,7 @@ rule tokenize:
     output:
         shard=directory("results/data/tokens/{split}"),
     params:
-        split=lambda wc: None if wc.split.startswith("eval_") else wc.split,
+        split=lambda wc: wc.split if wc.split in ("train", "val") else None,
         max_doc_tokens=config["data"]["max_doc_tokens"],
     log:
         "results/logs/data/tokenize_{split}.log",
@@ -123,9 +151,34 @@ rule tokenize:
         "../scripts/tokenize.py"
 
 
+rule check_heldout_overlap:
+    input:
+        corpus="results/data/corpus.parquet",
+        eval=expand("results/data/eval/{domain}.parquet", domain=DOMAINS),
+        attack=HELDOUT_ATTACK,
+    output:
+        json="results/data/overlap.json",
+        html=report("results/data/overlap.html", caption="../report/overlap.rst", category="1. Data", labels={"table": "held-out text vs training text"}),
+    params:
+        max_overlap=config["data"]["max_heldout_overlap"],
+        names=[f"eval_{d}" for d in DOMAINS] + (["attack"] if HELDOUT_ATTACK else []),
+    log:
+        "results/logs/data/check_heldout_overlap.log",
+    benchmark:
+        "results/benchmarks/data/check_heldout_overlap.tsv"
+    resources:
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/check_heldout_overlap.py"
+
+
 rule corpus_stats:
     input:
         shard="results/data/tokens/train",
+        overlap="results/data/overlap.json",
     output:
         json="results/data/stats.json",
         csv=report("results/data/stats.csv", caption="../report/stats.rst", category="1. Data", labels={"table": "corpus statistics (CSV)"}),

@@ -27,7 +27,7 @@ BASELINE = "baseline"
 # Columns every analysis needs from the tidy loss table.
 _LOSS_COLUMNS = ("arm", "size", "variant", "params", "final", "compute", "domain", "loss")
 # Run identity inside one table (the series column is the same on every row of a table).
-_RUN_KEYS = ["series", "arm", "size", "variant"]
+_RUN_KEYS = ["series", "arm", "size", "variant", "replicate"]
 
 # Losses are compared with the baseline range with this relative slack, so that a filtered loss
 # equal to a baseline loss up to float rounding is not called an extrapolation.
@@ -73,12 +73,25 @@ def final_losses(df: pd.DataFrame) -> pd.DataFrame:
     if extra:
         frac = fin.groupby(keys, dropna=False)["filtered_fraction"].mean().reset_index()
         wide = wide.merge(frac, on=keys, how="left")
-    return wide.sort_values(["params", "arm", "variant"], kind="stable").reset_index(drop=True)
+    return wide.sort_values([k for k in ("params", "arm", "variant", "replicate") if k in wide.columns],
+                            kind="stable").reset_index(drop=True)
+
+
+def replicate_means(wide: pd.DataFrame) -> pd.DataFrame:
+    """A wide final-loss table with replicates of one run averaged (what figures plot)."""
+    if "replicate" not in wide.columns:
+        return wide
+    keys = [k for k in ("series", "arm", "size", "variant", "params", "compute") if k in wide.columns]
+    values = [c for c in wide.columns if c not in keys and c != "replicate"]
+    return wide.groupby(keys, dropna=False, sort=False)[values].mean().reset_index()
 
 
 # --- power-law fit ---------------------------------------------------------------------------
 
-FIT_FORMS = ("power_law", "power_law_with_floor")
+FIT_FORMS = ("power_law", "power_law_with_floor", "interpolation")
+# Fitted parameters of each form: a fit needs at least two baseline sizes per parameter to be
+# read without its leave-one-out error (the interpolation has none: it only reads inside the data).
+FORM_PARAMETERS = {"power_law": 2, "power_law_with_floor": 3, "interpolation": 0}
 
 
 @dataclass(frozen=True)
@@ -195,16 +208,92 @@ def fit_power_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] |
                        compute_min=float(c.min()), compute_max=float(c.max()), floor=floor, form=form)
 
 
-def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None,
-                  form: str = "power_law") -> dict[str, PowerLawFit]:
-    """One compute-loss fit (of ``form``) per eval domain over the baseline runs' final checkpoints.
+@dataclass(frozen=True)
+class InterpolatedLaw:
+    """The paper's in-range estimator (§4.2, "linearly interpolating the log-log plot"): ln L as a
+    piecewise-linear function of ln C through the baseline points. It reads only between the
+    smallest and largest baseline: a loss outside the baseline losses has no matched compute
+    (NaN), where the fitted laws would extrapolate."""
 
-    ``fit_sizes`` restricts the fit to those ladder sizes (config ``analysis.fit_sizes``; the
-    authors excluded their two smallest rungs); None uses every baseline size in ``df``.
-    Raises ValueError when a requested size has no baseline run, or when a domain has fewer than
-    2 baseline sizes. A fit whose slope is ≥ 0 is returned as is; :func:`slowdowns` then gives NaN
-    with a note.
-    """
+    log_compute: tuple[float, ...]
+    log_loss: tuple[float, ...]
+    n: int
+    loss_min: float
+    loss_max: float
+    compute_min: float
+    compute_max: float
+    form: str = "interpolation"
+    a: float = math.nan
+    b: float = math.nan
+    r2: float = 1.0
+    floor: float = 0.0
+
+    @property
+    def decreasing(self) -> bool:
+        return self.log_loss[-1] < self.log_loss[0]
+
+    def loss_at(self, compute: float | np.ndarray) -> float | np.ndarray:
+        x = np.log(np.asarray(compute, dtype=float))
+        y = np.interp(x, self.log_compute, self.log_loss, left=np.nan, right=np.nan)
+        out = np.exp(y)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def compute_at(self, loss: float | np.ndarray) -> float | np.ndarray:
+        """The smallest baseline compute at which the interpolated loss reaches ``loss`` (the
+        first crossing, should the baseline losses not fall monotonically); NaN outside."""
+        losses = np.atleast_1d(np.log(np.asarray(loss, dtype=float)))
+        xs, ys = np.asarray(self.log_compute), np.asarray(self.log_loss)
+        out = np.full(losses.shape, np.nan)
+        for i, target in enumerate(losses):
+            for j in range(len(xs) - 1):
+                lo, hi = sorted((ys[j], ys[j + 1]))
+                if lo <= target <= hi:
+                    t = 0.0 if ys[j + 1] == ys[j] else (target - ys[j]) / (ys[j + 1] - ys[j])
+                    out[i] = math.exp(xs[j] + t * (xs[j + 1] - xs[j]))
+                    break
+        return float(out[0]) if np.ndim(loss) == 0 else out
+
+    def in_loss_range(self, loss: float) -> bool:
+        slack = _RANGE_RTOL * max(abs(self.loss_min), abs(self.loss_max))
+        return self.loss_min - slack <= loss <= self.loss_max + slack
+
+
+def interpolated_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray) -> InterpolatedLaw:
+    c, losses = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    if c.size < 2:
+        raise ValueError(f"interpolated_law: need at least 2 (compute, loss) points, got {c.size}")
+    order = np.argsort(c)
+    c, losses = c[order], losses[order]
+    return InterpolatedLaw(tuple(np.log(c)), tuple(np.log(losses)), int(c.size), float(losses.min()),
+                           float(losses.max()), float(c.min()), float(c.max()))
+
+
+def fit_law(compute: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray, form: str):
+    """The baseline compute-loss law of ``form``: a fitted power law or the in-range interpolation."""
+    if form == "interpolation":
+        return interpolated_law(compute, loss)
+    return fit_power_law(compute, loss, form)
+
+
+def leave_one_out_error(compute: Sequence[float] | np.ndarray, loss: Sequence[float] | np.ndarray, form: str) -> float:
+    """RMS error in ln L of predicting each baseline point from a law fitted to the others (NaN
+    when too few points remain; the interpolation predicts only interior points)."""
+    c, losses = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    errors = []
+    for i in range(len(c)):
+        keep = np.arange(len(c)) != i
+        try:
+            law = fit_law(c[keep], losses[keep], form)
+        except ValueError:
+            continue
+        predicted = law.loss_at(c[i])
+        if np.isfinite(predicted) and predicted > 0:
+            errors.append(math.log(predicted) - math.log(losses[i]))
+    return float(np.sqrt(np.mean(np.square(errors)))) if errors else math.nan
+
+
+def baseline_points(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Per eval domain, one (compute, loss) point per baseline size: the mean over replicates."""
     require_columns(df, _LOSS_COLUMNS, "loss table")
     base = final_checkpoints(df)
     base = base[base["arm"] == BASELINE]
@@ -217,40 +306,60 @@ def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None,
     if base.empty:
         raise ValueError("baseline_fits: no final baseline checkpoints in the loss table; the "
                          "compute-loss power law needs baseline runs at ≥ 2 sizes")
-    fits: dict[str, PowerLawFit] = {}
     domains = [d for d in DOMAINS if d in set(base["domain"])] + sorted(set(base["domain"]) - set(DOMAINS))
-    for domain in domains:
-        # One point per size: duplicates (the shared baselines in a concatenated table) are copies.
-        points = base[base["domain"] == domain].groupby("size")[["compute", "loss"]].mean()
+    return {d: base[base["domain"] == d].groupby("size")[["compute", "loss"]].mean().sort_values("compute")
+            for d in domains}
+
+
+def baseline_fits(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None,
+                  form: str = "power_law") -> dict[str, PowerLawFit]:
+    """One compute-loss fit (of ``form``) per eval domain over the baseline runs' final checkpoints.
+
+    ``fit_sizes`` restricts the fit to those ladder sizes (config ``analysis.fit_sizes``; the
+    authors excluded their two smallest rungs); None uses every baseline size in ``df``.
+    Raises ValueError when a requested size has no baseline run, or when a domain has fewer than
+    2 baseline sizes. A fit whose slope is ≥ 0 is returned as is; :func:`slowdowns` then gives NaN
+    with a note.
+    """
+    fits = {}
+    for domain, points in baseline_points(df, fit_sizes).items():
+        # One point per size: replicates (and the shared baselines of a concatenated table) averaged.
         if len(points) < 2:
             raise ValueError(f"baseline_fits: domain {domain!r} has final baseline checkpoints at "
                              f"{len(points)} size(s) {list(points.index)}; the compute-loss power "
                              "law needs at least 2 baseline sizes")
-        fits[domain] = fit_power_law(points["compute"], points["loss"], form)
+        fits[domain] = fit_law(points["compute"], points["loss"], form)
     return fits
 
 
-def fit_table(fits: dict[str, PowerLawFit]) -> pd.DataFrame:
-    """The fits as a table (one row per domain), with the paper's exponent α = −b."""
-    rows = [{"domain": d, **asdict(f), "alpha": -f.b} for d, f in fits.items()]
-    return pd.DataFrame(rows)
+FIT_TABLE_COLUMNS = ["domain", "form", "a", "b", "floor", "r2", "n", "parameters", "points_per_parameter",
+                     "loo_rmse", "loss_min", "loss_max", "compute_min", "compute_max", "alpha"]
 
 
 def fit_comparison(df: pd.DataFrame, fit_sizes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Both fit forms side by side per domain, so a reader sees how well each describes the
-    baseline ladder (the floor form needs ≥ 3 sizes and is left out with fewer)."""
-    tables = []
+    """Every law form side by side per domain, with its number of baseline points per fitted
+    parameter and its leave-one-out error in ln L, so a reader sees how well each describes the
+    baseline ladder and how far to trust it (a form that cannot be fitted is left out)."""
+    rows = []
     for form in FIT_FORMS:
         try:
-            tables.append(fit_table(baseline_fits(df, fit_sizes, form)))
+            fits = baseline_fits(df, fit_sizes, form)
         except ValueError:
             continue
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        points = baseline_points(df, fit_sizes)
+        for domain, law in fits.items():
+            k = FORM_PARAMETERS[form]
+            rows.append({"domain": domain, "form": form, "a": law.a, "b": law.b, "floor": law.floor, "r2": law.r2,
+                         "n": law.n, "parameters": k, "points_per_parameter": law.n / k if k else math.nan,
+                         "loo_rmse": leave_one_out_error(points[domain]["compute"], points[domain]["loss"], form),
+                         "loss_min": law.loss_min, "loss_max": law.loss_max, "compute_min": law.compute_min,
+                         "compute_max": law.compute_max, "alpha": -law.b})
+    return pd.DataFrame(rows, columns=FIT_TABLE_COLUMNS)
 
 
 # --- loss-matched compute slowdown -----------------------------------------------------------
 
-_SLOWDOWN_COLUMNS = ["series", "arm", "size", "variant", "params", "compute", "domain", "loss",
+_SLOWDOWN_COLUMNS = ["series", "arm", "size", "variant", "replicate", "params", "compute", "domain", "loss",
                      "baseline_loss_at_compute", "matched_baseline_compute", "slowdown",
                      "log10_slowdown", "extrapolated", "fit_b", "fit_r2", "note"]
 
@@ -268,6 +377,9 @@ def loss_matched_slowdown(fit: PowerLawFit, compute: float, loss: float) -> tupl
         return math.nan, False, note
     if not (np.isfinite(compute) and compute > 0 and np.isfinite(loss) and loss > 0):
         return math.nan, False, f"compute {compute!r} or loss {loss!r} is not positive and finite"
+    if fit.form == "interpolation" and not fit.in_loss_range(loss):
+        return math.nan, True, (f"loss {loss:.4g} outside the baseline losses [{fit.loss_min:.4g}, "
+                                f"{fit.loss_max:.4g}]: the interpolation reads only inside them")
     if loss <= fit.floor:
         return math.nan, False, (f"loss {loss:.4g} is at or below the fitted irreducible loss "
                                  f"{fit.floor:.4g}: no baseline compute reaches it")
@@ -294,7 +406,7 @@ def slowdowns(df: pd.DataFrame, fits: dict[str, PowerLawFit]) -> pd.DataFrame:
     rows = []
     for rec in fin.to_dict("records"):
         domain, compute, loss = rec["domain"], float(rec["compute"]), float(rec["loss"])
-        row = {k: rec.get(k) for k in ("series", "arm", "size", "variant", "params")}
+        row = {k: rec.get(k) for k in ("series", "arm", "size", "variant", "replicate", "params")}
         row.update(compute=compute, domain=domain, loss=loss)
         fit = fits.get(domain)
         if fit is None:
@@ -332,11 +444,29 @@ def _points(df_points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return wide.dropna(subset=[x, y])
 
 
-def _frontier(points: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
-    """Token-arm frontier as piecewise-linear nodes sorted by x; at tied x the higher y (the
-    better point: more forget loss for the same retain loss) is kept."""
-    nodes = points.groupby(x)[y].max().sort_index()
-    return nodes.index.to_numpy(dtype=float), nodes.to_numpy(dtype=float)
+def _frontier(points: pd.DataFrame, x: str, y: str) -> list[tuple[float, float]]:
+    """The token arm's frontier: its points joined in *threshold order* (by the fraction of tokens
+    filtered), each point the mean over replicates. Retain loss need not rise monotonically with
+    the threshold, so ordering by retain loss would join points no threshold between them gives."""
+    has_fraction = "filtered_fraction" in points.columns and points["filtered_fraction"].notna().all()
+    columns = [x, y] + (["filtered_fraction"] if has_fraction else [])
+    if "variant" in points.columns:
+        points = points.groupby("variant", sort=False)[columns].mean().reset_index()
+    points = points.sort_values("filtered_fraction" if has_fraction else x, kind="stable")
+    return list(zip(points[x].astype(float), points[y].astype(float)))
+
+
+def _best_at_most(frontier: list[tuple[float, float]], limit: float) -> float:
+    """Highest y the piecewise-linear frontier reaches at x ≤ ``limit`` (NaN if nowhere)."""
+    best = math.nan
+    for x0, y0 in frontier:
+        if x0 <= limit:
+            best = y0 if math.isnan(best) else max(best, y0)
+    for (x0, y0), (x1, y1) in zip(frontier, frontier[1:]):
+        if min(x0, x1) <= limit <= max(x0, x1) and x0 != x1:
+            y_at = y0 + (limit - x0) * (y1 - y0) / (x1 - x0)
+            best = y_at if math.isnan(best) else max(best, y_at)
+    return best
 
 
 def pareto_comparison(df_points: pd.DataFrame, token_arm: str, document_arm: str = "document",
@@ -344,39 +474,33 @@ def pareto_comparison(df_points: pd.DataFrame, token_arm: str, document_arm: str
     """Does the token arm Pareto-dominate the document arm's points (paper §4.1, Fig 3)?
 
     Higher forget loss (y) and lower retain loss (x) are better. For each document point
-    (r_d, f_d), the token arm's points of the same size, joined piecewise-linearly in x (a
-    threshold between two measured ones), give what the token arm attains. The best it reaches
-    at a retain loss no higher than r_d is the larger of (a) the forget loss of any token point
-    with x ≤ r_d and (b) the interpolated frontier at r_d, where r_d lies inside the token
-    points' x range. The token arm wins at that point if that best is ≥ f_d; it cannot win if
-    every token point costs more retain loss than r_d.
+    (r_d, f_d) (mean over replicates), the token arm's points of the same size joined in threshold
+    order give what the token arm attains (a threshold between two measured ones lies on the
+    segment between them); the best it reaches at a retain loss no higher than r_d is the largest
+    y of that polyline at x ≤ r_d. The margin is that best minus f_d; it is NaN (and the token arm
+    cannot win) when every token point costs more retain loss than r_d.
 
     ``df_points`` is the tidy loss table (final checkpoints are used) or a wide table with
-    columns ``arm``, ``x``, ``y`` (and optionally ``size``, ``variant``).
+    columns ``arm``, ``x``, ``y`` (and optionally ``size``, ``variant``, ``filtered_fraction``).
 
     Returns a dict: token_arm, document_arm, x, y, n_document_points, n_token_points,
-    n_comparable (document points with a token point of the same size), n_token_wins,
-    mean_margin (mean over comparable points of best − f_d where defined; > 0 favours the token
-    arm), dominates (True iff ≥ 1 comparable point and the token arm wins at all of them), and
-    points (one dict per document point).
+    n_comparable, n_token_wins, mean_margin, dominates, and points (one dict per document point).
     """
     pts = _points(df_points, x, y)
     group_key = "size" if "size" in pts.columns else None
     doc = pts[pts["arm"] == document_arm]
     tok = pts[pts["arm"] == token_arm]
+    doc_keys = [k for k in ("size", "variant") if k in doc.columns]
+    doc_means = doc.groupby(doc_keys, sort=False)[[x, y]].mean().reset_index() if doc_keys else doc
     details = []
-    for rec in doc.to_dict("records"):
+    for rec in doc_means.to_dict("records"):
         same = tok if group_key is None else tok[tok[group_key] == rec[group_key]]
         r_d, f_d = float(rec[x]), float(rec[y])
         entry = {"size": rec.get("size"), "variant": rec.get("variant"), x: r_d, y: f_d,
                  "token_" + y: math.nan, "margin": math.nan, "comparable": not same.empty, "token_wins": False}
         if not same.empty:
-            xs, ys = _frontier(same, x, y)
-            candidates = list(ys[xs <= r_d])
-            if xs[0] <= r_d <= xs[-1]:
-                candidates.append(float(np.interp(r_d, xs, ys)))
-            if candidates:
-                best = float(max(candidates))
+            best = _best_at_most(_frontier(same, x, y), r_d)
+            if not math.isnan(best):
                 margin = best - f_d
                 # Ties count as wins (≥); the slack only absorbs float rounding.
                 entry.update({"token_" + y: best, "margin": margin,

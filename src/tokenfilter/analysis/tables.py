@@ -16,7 +16,7 @@ from tokenfilter.config.experiments import Run
 from tokenfilter.io import atomic_open, read_json
 from tokenfilter.report.tables import write_table
 
-LOSS_COLUMNS = ["series", "arm", "size", "variant", "params", "step", "tokens", "final", "compute",
+LOSS_COLUMNS = ["series", "arm", "size", "variant", "replicate", "params", "step", "tokens", "final", "compute",
                 "domain", "loss", "filtered_fraction"]
 
 
@@ -34,6 +34,7 @@ def loss_table(result_paths: Iterable[str | os.PathLike], series: str) -> pd.Dat
             for domain, losses in ev["losses"].items():
                 rows.append({
                     "series": series, "arm": run.arm, "size": run.size, "variant": run.variant,
+                    "replicate": run.replicate,
                     "params": result["params"], "step": ev["step"], "tokens": ev["tokens"], "final": ev["final"],
                     "compute": 6.0 * result["params"] * ev["tokens"], "domain": domain, "loss": losses["loss"],
                     "filtered_fraction": np.nan if run.arm == "baseline" else fraction,
@@ -126,23 +127,26 @@ def filter_comparison_outputs(main_losses: pd.DataFrame, series_losses: pd.DataF
     plots.plot_filter_comparison(table, png_path)
 
 
-def write_scorecard(ladders: dict[str, dict[str, str]], pareto: dict[str, str], csv_path: str,
+def write_scorecard(ladders: dict[str, dict[str, str]], pareto: dict[str, str], fit_form: str, csv_path: str,
                     html_path: str) -> pd.DataFrame:
     """The claims scorecard from the analysis tables of the ladder and thresholds series."""
     from tokenfilter.analysis.scorecard import evaluate_claims
 
     main = next(iter(ladders.values()), None)
     main_losses = pd.read_csv(main["losses"]) if main else None
-    slow = pd.read_csv(main["slowdowns"]) if main else None
+    slow = pd.read_csv(main["slowdowns_all_forms"]) if main else None
     if slow is not None and "note" in slow.columns:
         slow["note"] = slow["note"].fillna("")
     thresholds = next(iter(pareto.values()), None)
     pareto_points = pd.read_csv(thresholds) if thresholds else None
-    card = evaluate_claims(main_losses, slow, pareto_points)
+    card = evaluate_claims(main_losses, slow, pareto_points, fit_form)
     write_table(card, csv_path=csv_path, html_path=html_path, row_class="row_class",
                 title="Claims scorecard: the paper's claims, checked against this run's results",
-                note="Every verdict is computed from this workflow's results; 'not measured' means an input "
-                     "it needs was not part of this run.")
+                note="Every verdict is computed from this workflow's results. Ordering claims are decided in nats "
+                     "at equal compute, paired by seed: 'holds' needs the margin to exceed its spread over seeds "
+                     "(the smallest effect the claim can detect), 'inconclusive' means noise could decide it. "
+                     "Slowdown claims are read under every form of the baseline law and are inconclusive when the "
+                     "forms disagree or every point is extrapolated. 'not measured': an input was not part of this run.")
     return card
 
 
@@ -163,3 +167,26 @@ def write_findings(ladders: dict[str, dict[str, str]], filter_series: dict[str, 
     with atomic_open(html_path, "w", encoding="utf-8") as f:
         f.write(findings_html(main_losses, fits, all_forms, ablation, scorecard, fit_form, main_filter,
                               ablation_filter, specs))
+
+
+def filter_quality_table(summary_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Per filtered run: the share of tokens its filter removes or masks and, where the ground
+    truth is known, the precision, recall, F1 and error rate of the flags it trained with (token
+    arms: tokens; document arm: dropped documents, plus the token precision and recall of what
+    they drop), so every arm is compared with a filter of stated quality."""
+    rows = []
+    for path in summary_paths:
+        summary = read_json(path)
+        run = Run.parse(summary["run"])
+        if run.arm == "baseline":
+            continue
+        quality = summary.get("filter_quality") or {}
+        plan = summary.get("plan") or {}
+        rows.append({"series": run.series, "arm": run.arm, "size": run.size, "variant": run.variant,
+                     "replicate": run.replicate, "filter": (summary["spec"]["data"].get("filtering") or {}).get("filter"),
+                     "filtered_fraction": summary.get("filtered_fraction"), "noise": plan.get("noise"),
+                     "unit": quality.get("unit"), "precision": quality.get("precision"),
+                     "recall": quality.get("recall"), "f1": quality.get("f1"), "error_rate": quality.get("error_rate"),
+                     "token_precision": quality.get("token_precision", quality.get("precision")),
+                     "token_recall": quality.get("token_recall", quality.get("recall"))})
+    return pd.DataFrame(rows)

@@ -20,8 +20,8 @@ BASELINE_SERIES = "baselines"  # every series shares one baseline model per size
 DEFAULT_VARIANT = "default"
 BASELINE_VARIANT = "none"
 
-# The run path pattern, written once: results/<stage>/<series>/<arm>/<size>/<variant>/...
-RUN_PATTERN = "{series}/{arm}/{size}/{variant}"
+# The run path pattern, written once: results/<stage>/<series>/<arm>/<size>/<variant>/<replicate>/...
+RUN_PATTERN = "{series}/{arm}/{size}/{variant}/{replicate}"
 
 # Kinds of series and what each measures (the figures of each are in tokenfilter.analysis).
 SERIES_KINDS = {
@@ -33,16 +33,22 @@ SERIES_KINDS = {
 
 @dataclass(frozen=True, order=True)
 class Run:
-    """One pretraining run: ``results/pretrain/{series}/{arm}/{size}/{variant}/``."""
+    """One pretraining run: ``results/pretrain/{series}/{arm}/{size}/{variant}/{replicate}/``.
+
+    ``replicate`` k trains with seed ``config.seed + k`` (initial weights, data order, label
+    noise); the corpus, the filter and everything else are the same for every replicate.
+    """
 
     series: str
     arm: str
     size: str
     variant: str
+    replicate: int = 0
 
     @property
     def name(self) -> str:
-        return RUN_PATTERN.format(series=self.series, arm=self.arm, size=self.size, variant=self.variant)
+        return RUN_PATTERN.format(series=self.series, arm=self.arm, size=self.size, variant=self.variant,
+                                  replicate=f"r{self.replicate}")
 
     def path(self, stage: str = "pretrain") -> str:
         return f"results/{stage}/{self.name}"
@@ -51,33 +57,40 @@ class Run:
     def parse(cls, name: str) -> "Run":
         """The run named ``series/arm/size/variant`` (as written in summaries and results)."""
         parts = str(name).strip("/").split("/")
-        if len(parts) != 4 or not all(parts):
-            raise ValueError(f"{name!r} is not a run name of the form {RUN_PATTERN}")
-        series, arm, size, variant = parts
+        if len(parts) != 5 or not all(parts) or not parts[4].startswith("r") or not parts[4][1:].isdigit():
+            raise ValueError(f"{name!r} is not a run name of the form {RUN_PATTERN} (replicate r0, r1, ...)")
+        series, arm, size, variant, replicate = parts
         if arm not in ARMS:
             raise ValueError(f"{name!r}: arm {arm!r} is not one of {list(ARMS)}")
-        return cls(series, arm, size, variant)
+        return cls(series, arm, size, variant, int(replicate[1:]))
 
     @classmethod
     def from_wildcards(cls, wildcards: Any) -> "Run":
-        return cls(wildcards.series, wildcards.arm, wildcards.size, wildcards.variant)
+        return cls(wildcards.series, wildcards.arm, wildcards.size, wildcards.variant, int(wildcards.replicate[1:]))
 
 
-def baseline_run(size: str) -> Run:
-    return Run(BASELINE_SERIES, "baseline", size, BASELINE_VARIANT)
+def baseline_run(size: str, replicate: int = 0) -> Run:
+    return Run(BASELINE_SERIES, "baseline", size, BASELINE_VARIANT, replicate)
+
+
+def replicates(config: dict[str, Any], series: str, size: str) -> int:
+    """How many seeds a series trains at ``size`` (``seeds``: a number, or a number per size)."""
+    seeds = config["experiments"][series]["seeds"]
+    return int(seeds.get(size, 1)) if isinstance(seeds, dict) else int(seeds)
 
 
 def series_runs(config: dict[str, Any], series: str) -> Iterator[Run]:
-    """The runs of a series; its baselines are the shared baseline of each size."""
+    """The runs of a series; its baselines are the shared baseline of each size and replicate."""
     spec = config["experiments"][series]
     variants = list(spec.get("variants") or {DEFAULT_VARIANT: {}})
     for size in spec["sizes"]:
-        for arm in spec["arms"]:
-            if arm == "baseline":
-                yield baseline_run(size)
-            else:
-                for variant in variants:
-                    yield Run(series, arm, size, variant)
+        for replicate in range(replicates(config, series, size)):
+            for arm in spec["arms"]:
+                if arm == "baseline":
+                    yield baseline_run(size, replicate)
+                else:
+                    for variant in variants:
+                        yield Run(series, arm, size, variant, replicate)
 
 
 def all_runs(config: dict[str, Any]) -> list[Run]:
@@ -152,6 +165,8 @@ def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: s
             # The filter source's own settings: a changed error rate is a different run even
             # though the annotation directory keeps its name.
             "filter_spec": None if name is None else config["filters"][name],
+            # The ground truth's document label, to measure the document arm's filter against.
+            "document_label_share": document_label_share(config),
         },
         "objective": {"kind": "lm"},
         "lr": size["lr"],
@@ -169,9 +184,19 @@ def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: s
         "precision": training["precision"],
         "kernels": training["kernels"],
         "compile": training["compile"],
-        "seed": config["seed"],
+        "compile_min_flops": training["compile_min_flops"],
+        "seed": config["seed"] + run.replicate,
         "snapshots": training["snapshots"],
     }
+
+
+def document_label_share(config: dict[str, Any]) -> float | None:
+    """The forget share at which the built-in world labels a document forget (None for real data)."""
+    if config["data"]["source"] != "synthetic":
+        return None
+    from tokenfilter.data.synthetic.build import SyntheticParams
+
+    return SyntheticParams.from_config(config["data"].get("synthetic", {})).documents.doc_label_min_forget
 
 
 RUNTIME_KEYS = ("checkpoint_every", "threads", "log_every", "keep_checkpoints", "wandb", "tensorboard", "peak_flops")

@@ -15,9 +15,13 @@ split          string                      ``train`` or ``val`` (assigned by doc
 kind           string                      document kind of the built-in world ("" otherwise)
 forget_spans   list<list<int64>>, or null  ground-truth forget character spans [start, end)
 doc_label      bool, or null               ground-truth document label (forget document?)
+subdomain      string, or null             forget sub-domain of the document's medical text
+ambiguous      list<list<int64>>, or null  character spans of words whose domain depends on
+                                           context (where a real classifier errs)
 =============  ==========================  ==================================================
 
-``forget_spans`` and ``doc_label`` are null where the truth is unknown (real corpora).
+``forget_spans``, ``doc_label``, ``subdomain`` and ``ambiguous`` are null where the truth is
+unknown (real corpora).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ SCHEMA = pa.schema(
         ("kind", pa.string()),
         ("forget_spans", pa.list_(pa.list_(pa.int64()))),
         ("doc_label", pa.bool_()),
+        ("subdomain", pa.string()),
+        ("ambiguous", pa.list_(pa.list_(pa.int64()))),
     ]
 )
 
@@ -120,6 +126,8 @@ def make_record(
     kind: str = "",
     forget_spans: Sequence[Sequence[int]] | None = None,
     doc_label: bool | None = None,
+    subdomain: str | None = None,
+    ambiguous: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     return {
         "doc_id": int(doc_id),
@@ -130,6 +138,8 @@ def make_record(
         "kind": kind,
         "forget_spans": None if forget_spans is None else [[int(s), int(e)] for s, e in forget_spans],
         "doc_label": doc_label,
+        "subdomain": subdomain,
+        "ambiguous": None if ambiguous is None else [[int(s), int(e)] for s, e in ambiguous],
     }
 
 

@@ -6,6 +6,9 @@ A shard directory holds
                 each followed by one end-of-text token (kept: DESIGN §4 trap 4)
 ``labels.bin``  uint8 per token, 1 where the token overlaps a ground-truth forget span
                 (only when the truth is known, i.e. for the built-in world)
+``ambiguous.bin`` uint8 per token, 1 where the token overlaps a word whose domain depends on
+                context (built-in world: where a real classifier errs; the structured-error
+                ablation reads it)
 ``docs.bin``    one record per document: doc_id, start, length (EOT included), n_forget
 ``meta.json``   dtypes, counts and the tokenizer's special ids
 
@@ -44,6 +47,7 @@ class TokenShard:
     tokens: np.ndarray
     docs: np.ndarray
     labels: np.ndarray | None
+    ambiguous: np.ndarray | None = None
 
     @classmethod
     def open(cls, directory: str | os.PathLike) -> "TokenShard":
@@ -53,7 +57,8 @@ class TokenShard:
         tokens = _memmap(directory / "tokens.bin", np.dtype(meta["token_dtype"]), n)
         docs = _memmap(directory / "docs.bin", DOC_DTYPE, meta["n_docs"])
         labels = _memmap(directory / "labels.bin", np.uint8, n) if meta["has_labels"] else None
-        return cls(directory, meta, tokens, docs, labels)
+        ambiguous = _memmap(directory / "ambiguous.bin", np.uint8, n) if meta.get("has_ambiguous") else None
+        return cls(directory, meta, tokens, docs, labels, ambiguous)
 
     @property
     def n_tokens(self) -> int:
@@ -75,7 +80,7 @@ def _memmap(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
 
 def _batches(corpus_path: str | os.PathLike, split: str | None, batch_docs: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
-    for row in iter_corpus(corpus_path, ["doc_id", "text", "forget_spans"], split=split):
+    for row in iter_corpus(corpus_path, ["doc_id", "text", "forget_spans", "ambiguous"], split=split):
         batch.append(row)
         if len(batch) == batch_docs:
             yield batch
@@ -104,7 +109,7 @@ def tokenize_corpus(
     has_labels: bool | None = None
     with atomic_directory(out_dir) as tmp_dir:
         with open(tmp_dir / "tokens.bin", "wb") as f_tokens, open(tmp_dir / "labels.bin", "wb") as f_labels, \
-                open(tmp_dir / "docs.bin", "wb") as f_docs, \
+                open(tmp_dir / "ambiguous.bin", "wb") as f_ambiguous, open(tmp_dir / "docs.bin", "wb") as f_docs, \
                 tqdm(desc=f"tokenise {Path(corpus_path).name}:{split or 'all'}", unit=" tok", unit_scale=True,
                      disable=not progress, mininterval=2.0) as bar:
             for batch in _batches(corpus_path, split, batch_docs):
@@ -117,7 +122,7 @@ def tokenize_corpus(
                                          f"{'no ' if has_labels else ''}forget_spans unlike the documents before "
                                          "it; a corpus has ground truth for all documents or for none")
                 records = np.zeros(len(batch), dtype=DOC_DTYPE)
-                token_parts, label_parts = [], []
+                token_parts, label_parts, ambiguous_parts = [], [], []
                 for i, (row, (ids, offsets)) in enumerate(zip(batch, encoded)):
                     if max_doc_tokens is not None and len(ids) > max_doc_tokens:
                         ids, offsets = ids[:max_doc_tokens], offsets[:max_doc_tokens]
@@ -128,23 +133,28 @@ def tokenize_corpus(
                         labels = token_labels_from_spans(offsets, row["forget_spans"]).astype(np.uint8)
                         n_forget = int(labels.sum())
                         label_parts += [labels, [0]]
+                        ambiguous = token_labels_from_spans(offsets, row.get("ambiguous") or []).astype(np.uint8)
+                        ambiguous_parts += [ambiguous, [0]]
                     records[i] = (row["doc_id"], n_tokens, len(ids) + 1, n_forget)
                     n_tokens += len(ids) + 1
                     n_forget_total += n_forget
                 f_tokens.write(np.concatenate(token_parts).astype(dtype).tobytes())
                 if has_labels:
                     f_labels.write(np.concatenate(label_parts).astype(np.uint8).tobytes())
+                    f_ambiguous.write(np.concatenate(ambiguous_parts).astype(np.uint8).tobytes())
                 f_docs.write(records.tobytes())
                 n_docs += len(batch)
                 bar.update(int(sum(r["length"] for r in records)))
         if not has_labels:
             (tmp_dir / "labels.bin").unlink()
+            (tmp_dir / "ambiguous.bin").unlink()
         meta = {
             "n_tokens": n_tokens,
             "n_docs": n_docs,
             "n_forget_tokens": n_forget_total,
             "token_dtype": dtype.str,
             "has_labels": bool(has_labels),
+            "has_ambiguous": bool(has_labels),
             "max_doc_tokens": max_doc_tokens,
             "n_truncated": n_truncated,
             "vocab_size": tokenizer.vocab_size,

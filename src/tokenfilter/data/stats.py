@@ -26,8 +26,11 @@ def forget_fractions(shard: TokenShard) -> np.ndarray:
     return shard.docs["n_forget"] / text_tokens
 
 
-def corpus_stats(shard: TokenShard, doc_label_min_forget: float) -> dict:
-    """Statistics of a labelled shard; documents at ``doc_label_min_forget`` count as flagged."""
+def corpus_stats(shard: TokenShard, doc_label_min_forget: float, overlap: dict | None = None) -> dict:
+    """Statistics of a labelled shard; documents at ``doc_label_min_forget`` count as flagged.
+
+    ``overlap`` (the held-out overlap check's result) adds, per held-out set, the share of its
+    sentences and word 8-grams that occur in the training split."""
     if not shard.meta["has_labels"]:
         raise ValueError(f"{shard.directory}: no ground-truth labels; corpus statistics need them")
     fractions = forget_fractions(shard)
@@ -49,6 +52,10 @@ def corpus_stats(shard: TokenShard, doc_label_min_forget: float) -> dict:
         "doc_tokens_p99": float(np.percentile(lengths, 99)),
         "doc_tokens_max": int(lengths.max()),
         "doc_label_min_forget": doc_label_min_forget,
+        "ambiguous_token_pct": (100.0 * float(np.asarray(shard.ambiguous).mean())
+                                if shard.ambiguous is not None else float("nan")),
+        **{f"{name}_{unit}_overlap_pct": 100.0 * result[f"{unit}_overlap"]
+           for name, result in (overlap or {}).items() for unit in ("sentence", "ngram")},
     }
 
 

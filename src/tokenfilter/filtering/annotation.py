@@ -35,7 +35,7 @@ import numpy as np
 
 from tokenfilter.data.shards import TokenShard
 from tokenfilter.errors import ConfigError
-from tokenfilter.filtering.draws import position_uniforms
+from tokenfilter.filtering.draws import position_normals, position_uniforms
 from tokenfilter.io import atomic_directory, read_json, save_array, write_json
 
 TOKEN_SCORES = "token_scores.bin"
@@ -56,7 +56,7 @@ def truth_token_scores(labels: np.ndarray, context_window: int, error_rate: floa
     positions = np.arange(lo, hi)
     flipped = np.asarray(labels[lo:hi]).astype(bool)
     if error_rate > 0:
-        flipped = flipped ^ (position_uniforms(positions, seed) < error_rate)
+        flipped = flipped ^ (position_uniforms(positions, seed, "classifier_errors") < error_rate)
     flipped = flipped.astype(np.float64)
     # Zero labels stand in for positions beyond the stream's ends, as if it were padded with w
     # retain tokens on each side; the sums of 0/1 labels are exact, so every range agrees.
@@ -67,16 +67,45 @@ def truth_token_scores(labels: np.ndarray, context_window: int, error_rate: floa
     window_mean = (csum[2 * w + 1: 2 * w + 1 + m] - csum[:m]) / (2 * w + 1)
     own = flipped[start - lo: start - lo + m]
     # Score levels are 0.5/(2w+1) apart; an offset below 0.9 of that breaks ties inside a level
-    # without reordering levels or moving any token across 0.5.
+    # without reordering levels or moving any token across 0.5. A token with no forget evidence at
+    # all (its label and its whole window retain) keeps score 0, so no "filter x%" threshold can
+    # reach it: there is nothing for a classifier to have seen.
     step = 0.5 / (2 * w + 1)
-    tie_break = 0.9 * step * position_uniforms(np.arange(start, stop), seed + 1)
+    evidence = (own + window_mean) > 0
+    tie_break = np.where(evidence, 0.9 * step * position_uniforms(np.arange(start, stop), seed, "tie_break"), 0.0)
     return (0.5 * own + 0.5 * window_mean + tie_break).astype(np.float32)
 
 
-def truth_document_scores(shard: TokenShard, docs: slice = slice(None)) -> np.ndarray:
-    """Share of each document's text tokens that are ground-truth forget (EOT not counted)."""
-    records = shard.docs[docs]
-    return (records["n_forget"] / np.maximum(records["length"] - 1, 1)).astype(np.float32)
+def truth_document_scores(shard: TokenShard, docs: slice = slice(None), document_f1: float | None = None,
+                          label_share: float | None = None, seed: int = 0) -> np.ndarray:
+    """Each document's share of ground-truth forget text tokens (EOT not counted): a perfect
+    document classifier; or, with ``document_f1``, that share plus Gaussian noise whose width is
+    set so the documents flagged at ``label_share`` match the truth labels with that F1 (paper
+    §5.3: the document probe's F1 is 0.92-0.94). Noise, unlike flipped decisions, errs where a
+    real classifier does: on documents near the threshold."""
+    share = shard.docs["n_forget"] / np.maximum(shard.docs["length"] - 1, 1)
+    if document_f1 is not None:
+        noise = position_normals(np.arange(len(share)), seed, "document_errors")
+        sigma = document_noise_for_f1(share, noise, label_share, document_f1)
+        share = np.clip(share + sigma * noise, 0.0, 1.0)
+    return share[docs].astype(np.float32)
+
+
+def document_noise_for_f1(share: np.ndarray, noise: np.ndarray, label_share: float, target_f1: float) -> float:
+    """The noise width at which ``share + sigma·noise >= label_share`` has F1 ``target_f1`` against
+    ``share >= label_share`` (bisection; F1 falls as the width grows)."""
+    truth = share >= label_share
+
+    def f1(sigma: float) -> float:
+        flags = share + sigma * noise >= label_share
+        tp = np.count_nonzero(flags & truth)
+        return 2 * tp / max(1, np.count_nonzero(flags) + np.count_nonzero(truth))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f1(mid) > target_f1 else (lo, mid)
+    return (lo + hi) / 2
 
 
 # --- parts ---------------------------------------------------------------------------------------
@@ -106,7 +135,8 @@ def annotate_part(filter_spec: dict[str, Any], shard_dir: str | os.PathLike, ind
             raise ConfigError(f"{shard_dir}: the truth filter needs ground-truth labels (built-in corpus only)")
         scores = truth_token_scores(shard.labels, filter_spec["context_window"], filter_spec["error_rate"], seed,
                                     start, stop)
-        doc_scores = truth_document_scores(shard, docs)
+        doc_scores = truth_document_scores(shard, docs, filter_spec.get("document_f1"), filter_spec.get("document_label_share"),
+                                           seed)
     else:
         raise ConfigError(f"filter kind {kind!r} cannot annotate a corpus in this version: trained-classifier "
                           "and SAE filters come with the classifier stage; kind 'truth' (the built-in world's "

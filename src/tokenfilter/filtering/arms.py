@@ -15,6 +15,7 @@ Modifiers: thresholds by value or by the fraction of training tokens filtered, l
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,11 +31,17 @@ class FilterPlan:
     """What a run does with the forget scores, with thresholds resolved to values."""
 
     arm: str
-    token_threshold: float | None = None  # token arms: forget iff score >= threshold
+    token_threshold: float | None = None  # token arms: forget iff score > threshold, or ...
+    # ... score == threshold for this share of the tied tokens (picked by a per-position draw),
+    # so "filter x% of tokens" flags x% exactly even when many scores tie at the threshold.
+    token_tie_share: float = 1.0
     document_threshold: float | None = None  # document arm: drop iff doc score >= threshold
     noise: float = 0.0  # label flip probability
     delay_steps: int = 0  # no filtering before this optimizer step
     noise_seed: int = 0
+    # The forget share at which a document is a forget document in the ground truth, to measure
+    # the document arm's filter against (the built-in world's document label; None without truth).
+    document_label_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
@@ -43,25 +50,29 @@ class FilterPlan:
             raise ConfigError("the document arm supports neither `delay` nor `noise` (token arms only)")
 
 
-def threshold_for_fraction(scores: np.ndarray, fraction: float, max_sample: int = 20_000_000) -> float:
-    """The score threshold that flags ``fraction`` of tokens (scores >= threshold).
+def threshold_for_fraction(scores: np.ndarray, fraction: float, max_sample: int = 20_000_000) -> tuple[float, float]:
+    """(threshold, tie share) that flag ``fraction`` of tokens: every score above the threshold,
+    and that share of the scores equal to it.
 
-    Ties can make the exact fraction unreachable; the threshold never drops to 0 or below, so
-    tokens with no forget evidence (end-of-text among them) are never flagged. Large corpora are
-    estimated on an evenly strided sample.
+    Tokens with no forget evidence (score 0, end-of-text among them) are never flagged: when the
+    requested fraction exceeds the positive share, every positive score is flagged and no more
+    (the run records the fraction it reached). Large corpora are estimated on a strided sample.
     """
     if not 0 < fraction <= 1:
         raise ConfigError(f"filtering.fraction must be in (0, 1], got {fraction}")
     scores = np.asarray(scores)
     if len(scores) > max_sample:
         scores = scores[:: int(np.ceil(len(scores) / max_sample))]
-    ordered = np.sort(scores.astype(np.float32))[::-1]
+    values = scores.astype(np.float32)
+    ordered = np.sort(values)[::-1]
     k = max(1, int(round(fraction * len(ordered))))
     threshold = float(ordered[k - 1])
     if threshold <= 0:
         positive = ordered[ordered > 0]
-        threshold = float(positive[-1]) if len(positive) else float(np.inf)
-    return threshold
+        return (float(positive[-1]), 1.0) if len(positive) else (float(np.inf), 1.0)
+    above = int(np.count_nonzero(values > threshold))
+    tied = int(np.count_nonzero(values == threshold))
+    return threshold, (k - above) / tied
 
 
 def document_threshold_for_fraction(doc_scores: np.ndarray, doc_lengths: np.ndarray, fraction: float) -> float:
@@ -79,7 +90,8 @@ def document_threshold_for_fraction(doc_scores: np.ndarray, doc_lengths: np.ndar
 
 
 def make_plan(arm: str, settings: dict, token_scores: np.ndarray | None, doc_scores: np.ndarray | None,
-              doc_lengths: np.ndarray | None, total_steps: int, seed: int) -> FilterPlan:
+              doc_lengths: np.ndarray | None, total_steps: int, seed: int,
+              document_label_share: float | None = None) -> FilterPlan:
     """Resolve a run's filter settings (``filtering`` config keys) into a :class:`FilterPlan`."""
     if arm == "baseline":
         return FilterPlan("baseline")
@@ -89,10 +101,14 @@ def make_plan(arm: str, settings: dict, token_scores: np.ndarray | None, doc_sco
         threshold = settings["document_threshold"] if fraction is None else \
             document_threshold_for_fraction(doc_scores, doc_lengths, fraction)
         return FilterPlan("document", document_threshold=float(threshold), noise=settings.get("noise", 0.0),
-                          delay_steps=delay_steps)
-    threshold = settings["token_threshold"] if fraction is None else threshold_for_fraction(token_scores, fraction)
-    return FilterPlan(arm, token_threshold=float(threshold), noise=settings.get("noise", 0.0),
-                      delay_steps=delay_steps, noise_seed=seed)
+                          delay_steps=delay_steps, document_label_share=document_label_share)
+    if fraction is None:
+        # A fixed threshold flags every score at or above it (the classifier's decision rule).
+        threshold, tie_share = float(settings["token_threshold"]), 1.0
+    else:
+        threshold, tie_share = threshold_for_fraction(token_scores, fraction)
+    return FilterPlan(arm, token_threshold=float(threshold), token_tie_share=float(tie_share),
+                      noise=settings.get("noise", 0.0), delay_steps=delay_steps, noise_seed=seed)
 
 
 def kept_documents(plan: FilterPlan, doc_scores: np.ndarray) -> np.ndarray:
@@ -102,17 +118,31 @@ def kept_documents(plan: FilterPlan, doc_scores: np.ndarray) -> np.ndarray:
     return ~(doc_scores >= plan.document_threshold)
 
 
-def forget_flags(plan: FilterPlan, scores: np.ndarray, positions: np.ndarray, step: int) -> np.ndarray:
+def forget_flags(plan: FilterPlan, scores: np.ndarray, positions: np.ndarray, step: int,
+                 end_of_text: np.ndarray | None = None) -> np.ndarray:
     """Which tokens of a batch count as forget for a token arm at this step (bool, like ``scores``).
 
-    ``positions`` are the tokens' indices in the corpus, so label noise flips the same tokens
-    every time they are seen: a noisy *classifier*, not fresh noise per batch.
+    ``positions`` are the tokens' indices in the corpus, so ties at the threshold and label noise
+    resolve the same way every time a token is read: a noisy *classifier*, not fresh noise per
+    batch. Noise draws from its own stream (independent of a simulated classifier's errors) and
+    never flips an end-of-text token (``end_of_text`` marks them), so no arm masks or hides a
+    document boundary.
     """
     if plan.arm not in TOKEN_ARMS or step < plan.delay_steps:
         return np.zeros(scores.shape, dtype=bool)
-    flags = np.asarray(scores, dtype=np.float32) >= plan.token_threshold
+    values = np.asarray(scores, dtype=np.float32)
+    threshold = np.float32(plan.token_threshold)
+    flags = values > threshold
+    if plan.token_tie_share > 0:
+        tied = values == threshold
+        if plan.token_tie_share < 1:
+            tied &= position_uniforms(positions, plan.noise_seed, "threshold_ties") < plan.token_tie_share
+        flags |= tied
     if plan.noise > 0:
-        flags ^= position_uniforms(positions, plan.noise_seed) < plan.noise
+        flip = position_uniforms(positions, plan.noise_seed, "label_noise") < plan.noise
+        if end_of_text is not None:
+            flip &= ~np.asarray(end_of_text, dtype=bool)
+        flags ^= flip
     return flags
 
 
@@ -134,13 +164,57 @@ def apply_arm(arm: str, tokens: torch.Tensor, flags: torch.Tensor, hidden_id: in
     return inputs, targets, weights
 
 
-def filtered_fraction(plan: FilterPlan, token_scores: np.ndarray | None, kept: np.ndarray | None,
-                      doc_lengths: np.ndarray) -> float:
-    """Share of the corpus's tokens the plan filters (before label noise)."""
+def filter_report(plan: FilterPlan, tokens: np.ndarray, labels: np.ndarray | None, token_scores: np.ndarray | None,
+                  docs: np.ndarray, kept: np.ndarray | None, eot_id: int, chunk: int = 1 << 22) -> dict:
+    """What a run's filter does to the whole corpus: the share of tokens it filters (before noise)
+    and, where ground truth exists, the quality of the flags it trains with (after noise) against
+    it. Token arms: every token's flag vs its label (end-of-text excluded). Document arm: the
+    dropped documents vs the documents' truth labels, and the tokens in dropped documents vs token
+    labels. ``docs`` is the shard's document index (length, n_forget)."""
+    report: dict = {"filtered_fraction": 0.0, "quality": None}
     if plan.arm in TOKEN_ARMS:
-        scores = np.asarray(token_scores)
-        stride = max(1, len(scores) // 20_000_000)
-        return float(np.mean(scores[::stride].astype(np.float32) >= plan.token_threshold))
-    if plan.arm == "document":
-        return float(doc_lengths[~kept].sum() / doc_lengths.sum())
-    return 0.0
+        n = len(tokens)
+        filtered = counted = 0
+        flagged_parts, label_parts = [], []
+        for start in range(0, n, chunk):
+            positions = np.arange(start, min(n, start + chunk))
+            eot = np.asarray(tokens[start:start + chunk]) == eot_id
+            scores = np.asarray(token_scores[start:start + chunk])
+            clean = forget_flags(dataclasses.replace(plan, noise=0.0, delay_steps=0), scores, positions, 0, eot)
+            filtered += int(np.count_nonzero(clean & ~eot))
+            counted += int(np.count_nonzero(~eot))
+            if labels is not None:
+                trained = forget_flags(dataclasses.replace(plan, delay_steps=0), scores, positions, 0, eot)
+                flagged_parts.append(trained[~eot])
+                label_parts.append(np.asarray(labels[start:start + chunk])[~eot] == 1)
+        report["filtered_fraction"] = filtered / max(1, counted)
+        if labels is not None:
+            report["quality"] = {"unit": "tokens", **flag_quality(np.concatenate(flagged_parts), np.concatenate(label_parts))}
+    elif plan.arm == "document":
+        lengths = docs["length"].astype(np.int64)
+        dropped = ~kept
+        report["filtered_fraction"] = float(lengths[dropped].sum() / lengths.sum())
+        if labels is not None and plan.document_label_share is not None:
+            forget_share = docs["n_forget"] / np.maximum(lengths - 1, 1)
+            doc_truth = forget_share >= plan.document_label_share
+            tokens_quality = {
+                "precision": float(docs["n_forget"][dropped].sum() / max(1, (lengths[dropped] - 1).sum())),
+                "recall": float(docs["n_forget"][dropped].sum() / max(1, docs["n_forget"].sum())),
+            }
+            report["quality"] = {"unit": "documents", **flag_quality(dropped, doc_truth),
+                                 "token_precision": tokens_quality["precision"], "token_recall": tokens_quality["recall"]}
+    return report
+
+
+def flag_quality(flags: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1 and error rate of boolean flags against boolean ground truth."""
+    flags, truth = np.asarray(flags, dtype=bool), np.asarray(truth, dtype=bool)
+    tp = int(np.count_nonzero(flags & truth))
+    fp = int(np.count_nonzero(flags & ~truth))
+    fn = int(np.count_nonzero(~flags & truth))
+    n = max(1, flags.size)
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return {"precision": precision, "recall": recall, "f1": f1, "error_rate": (fp + fn) / n,
+            "flagged_share": (tp + fp) / n, "true_share": (tp + fn) / n, "n": int(flags.size)}

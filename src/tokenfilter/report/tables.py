@@ -20,6 +20,7 @@ th { background: #f0f0f0; }
 td.text, th.text { text-align: left; }
 tr.holds td.verdict { background: #d9f2d9; }
 tr.fails td.verdict { background: #f8d7d7; }
+tr.unsure td.verdict { background: #fcf1cf; }
 tr.na td.verdict { background: #eee; }
 """
 

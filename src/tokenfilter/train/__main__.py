@@ -25,7 +25,11 @@ def run_spec(spec_dict: dict[str, Any]) -> dict[str, Any]:
         from tokenfilter.train.finetuning import finetune
 
         return finetune(spec)
-    raise ConfigError(f"training spec {spec.run!r}: unknown task {spec.task!r}; known: pretrain, finetune")
+    if spec.task == "rmu":
+        from tokenfilter.robustness.rmu import unlearn
+
+        return unlearn(spec)
+    raise ConfigError(f"training spec {spec.run!r}: unknown task {spec.task!r}; known: pretrain, finetune, rmu")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from tokenfilter.environment import run_environment
 from tokenfilter.errors import ConfigError
 from tokenfilter.io import read_json, write_json, write_jsonl
 from tokenfilter.model.checkpoint import (LOG_FILE, STATE_FILE, find_checkpoint, load_checkpoint, load_model,
@@ -80,7 +81,8 @@ class TrainSpec:
     micro_batch_size: int
     precision: str  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16"
     kernels: str  # "reference" | "fused": the same math with fewer passes over memory (model + loss)
-    compile: bool
+    compile: bool | str  # torch.compile the objective: True, False, or "auto" (when the run is large)
+    compile_min_flops: float  # "auto" compiles runs whose training FLOPs reach this
     seed: int
     snapshots: int
     # Runtime knobs: they do not change what is learnt, so they stay out of the fingerprint.
@@ -264,12 +266,8 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     torch.manual_seed(spec.seed)  # same initial weights on every rank
     model = _build_model(spec, source).to(device)
     model.train()
-    if hasattr(model, "set_kernels"):
-        model.set_kernels(spec.kernels)
     n_params = sum(p.numel() for p in model.parameters())
     objective = objective or make_objective(spec.objective, spec.seed)
-    objective.fused_loss = spec.kernels == "fused"
-    objective.setup(model, device)
 
     # --- budget -----------------------------------------------------------------------------------
     seq_len = source.seq_len
@@ -279,6 +277,21 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     items_per_step = accumulation * world * spec.micro_batch_size
     target_tokens, max_steps = _budget(spec.budget, n_params, batch_tokens, items_per_step, source.n_items)
     source.start(max_steps)
+
+    # --- kernels: compiled, or the fused eager ones -------------------------------------------------
+    # torch.compile fuses every elementwise op of the forward and the loss itself, and does so
+    # better on plain ops than around hand-written autograd Functions (measured: benchmarks/), so a
+    # compiled run uses the reference kernels; an eager run uses the fused ones. "auto" compiles
+    # only runs long enough to repay the compile time (tens of seconds cold, a few with a warm cache).
+    flops_per_token = model.flops_per_token(seq_len) if hasattr(model, "flops_per_token") else 6.0 * n_params
+    compiled = spec.compile is True or (spec.compile == "auto" and flops_per_token * target_tokens >= spec.compile_min_flops)
+    kernels = "reference" if compiled else spec.kernels
+    if hasattr(model, "set_kernels"):
+        model.set_kernels(kernels)
+    objective.fused_loss = kernels == "fused"
+    objective.setup(model, device)
+    if compiled:
+        objective.compile()
 
     # --- optimizer ------------------------------------------------------------------------------
     trainable = objective.trainable(model)
@@ -305,8 +318,6 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
             log.warning("ignoring checkpoint %s: it belongs to a different run spec", found)
 
     raw_model = model
-    if spec.compile:
-        model = torch.compile(model)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
 
@@ -320,7 +331,6 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
                                                    "torch_rng": torch.get_rng_state().tolist()}, run_dir, log_records)
 
     snapshots = set(snapshot_steps(max_steps, spec.snapshots))
-    flops_per_token = raw_model.flops_per_token(seq_len) if hasattr(raw_model, "flops_per_token") else 6.0 * n_params
     peak = device_peak_flops(device, spec.peak_flops)
     bar = tqdm(total=max_steps, initial=min(state["step"], max_steps), desc=spec.run, unit="step",
                disable=not (master and spec.progress), mininterval=2.0)
@@ -428,11 +438,14 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
         "nominal_tokens": target_tokens, "tokens": state["tokens"], "loss_bearing_tokens": int(state["loss_bearing"]),
         # Paper compute axis: C = 6·N·D with D the nominal 20·N (every arm the same); and what ran.
         "nominal_flops": 6.0 * n_params * target_tokens, "processed_flops": 6.0 * n_params * state["tokens"],
-        "flops_with_attention": flops_per_token * state["tokens"],
+        "flops_with_attention": flops_per_token * state["tokens"], "compiled": compiled, "kernels": kernels,
         **{k: v for k, v in source_summary.items() if k != "arm"},
         "epochs": source.epochs(state["windows_read"]), "final_loss": log_records[-1]["loss"] if log_records else None,
         "wall_time_s": state["wall_time"], "resumed_from": state["resumed_from"],
         "snapshot_steps": sorted(snapshots), "fingerprint": fingerprint,
+        "environment": run_environment(),
+        # What the objective resolved at setup (e.g. RMU's layer and steering coefficient).
+        **({objective.kind: dict(objective.summary)} if isinstance(getattr(objective, "summary", None), dict) else {}),
         **(extra_summary or {}),
         "spec": dataclasses.asdict(spec),
     }

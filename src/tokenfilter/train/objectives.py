@@ -32,6 +32,7 @@ class Objective:
 
     kind = "lm"
     fused_loss = False  # set by the loop from the spec's kernels (the fused loss of model/loss.py)
+    _loss = None  # the compiled loss function, once compile() ran
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         """Called once with the starting model (after loading its weights, before resuming)."""
@@ -40,11 +41,21 @@ class Objective:
         """Names of the parameters that train (None: all of them)."""
         return None
 
+    def compile(self) -> None:
+        """Compile the forward pass and the loss together (torch.compile of :meth:`loss`)."""
+        self._loss = torch.compile(self.loss)
+
     def __call__(self, model: torch.nn.Module, batch: "Batch", normalizer: torch.Tensor) -> torch.Tensor:
-        logits = model(batch.inputs, attention_mask=batch.attention_mask).logits
+        if batch.attention_mask is None and self._loss is not None:
+            return self._loss(model, batch.inputs, batch.targets, batch.weights, normalizer)
+        return self.loss(model, batch.inputs, batch.targets, batch.weights, normalizer, batch.attention_mask)
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+             normalizer: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits = model(inputs, attention_mask=attention_mask).logits
         if self.fused_loss:
-            return fused_weighted_cross_entropy(logits, batch.targets, batch.weights, normalizer)
-        loss, _ = weighted_cross_entropy(logits, batch.targets, batch.weights, normalizer=normalizer)
+            return fused_weighted_cross_entropy(logits, targets, weights, normalizer)
+        loss, _ = weighted_cross_entropy(logits, targets, weights, normalizer=normalizer)
         return loss
 
 

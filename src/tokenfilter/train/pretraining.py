@@ -19,7 +19,7 @@ from tokenfilter.data.shards import TokenShard
 from tokenfilter.data.tokenizer import padded_vocab_size
 from tokenfilter.errors import ConfigError
 from tokenfilter.filtering.annotation import open_scores
-from tokenfilter.filtering.arms import apply_arm, filtered_fraction, forget_flags, kept_documents, make_plan
+from tokenfilter.filtering.arms import apply_arm, filter_report, forget_flags, kept_documents, make_plan
 from tokenfilter.train.loop import Batch, TrainSpec, train
 from tokenfilter.train.windows import TrainingWindows
 
@@ -32,9 +32,10 @@ class PretrainingBatches:
     """
 
     def __init__(self, train_shard: str, arm: str, scores_dir: str | None, filtering: dict[str, Any],
-                 seq_len: int, seed: int, run: str = ""):
+                 seq_len: int, seed: int, run: str = "", document_label_share: float | None = None):
         self.shard = TokenShard.open(train_shard)
         self.arm, self.filtering, self.seq_len, self.seed = arm, filtering, seq_len, seed
+        self.document_label_share = document_label_share
         self.special = self.shard.meta["special_ids"]
         self.token_scores = self.doc_scores = None
         if arm != "baseline":
@@ -55,10 +56,12 @@ class PretrainingBatches:
         """Resolve the filter plan (thresholds, delay in steps) and the windows the arm keeps."""
         doc_lengths = self.shard.docs["length"].astype(np.int64)
         scores = None if self.token_scores is None else np.asarray(self.token_scores)
-        self.plan = make_plan(self.arm, self.filtering, scores, self.doc_scores, doc_lengths, max_steps, self.seed)
+        self.plan = make_plan(self.arm, self.filtering, scores, self.doc_scores, doc_lengths, max_steps, self.seed,
+                              self.document_label_share)
         kept = kept_documents(self.plan, self.doc_scores) if self.doc_scores is not None else None
         self.windows = TrainingWindows(self.shard, kept, self.seq_len, self.seed)
-        self.fraction = filtered_fraction(self.plan, self.token_scores, kept, doc_lengths)
+        self.report = filter_report(self.plan, self.shard.tokens, self.shard.labels, self.token_scores,
+                                    self.shard.docs, kept, self.special["eot"])
 
     @property
     def n_items(self) -> int:
@@ -71,7 +74,8 @@ class PretrainingBatches:
         tokens = torch.from_numpy(self.windows.tokens(positions))
         if self.plan.arm in TOKEN_ARMS:
             scores = np.asarray(self.token_scores[positions.reshape(-1)]).reshape(positions.shape)
-            flags = torch.from_numpy(forget_flags(self.plan, scores, positions, step))
+            eot = tokens.numpy() == self.special["eot"]
+            flags = torch.from_numpy(forget_flags(self.plan, scores, positions, step, eot))
         else:
             flags = torch.zeros(tokens.shape, dtype=torch.bool)
         inputs, targets, weights = apply_arm(self.plan.arm, tokens, flags, self.special["hidden"])
@@ -83,12 +87,14 @@ class PretrainingBatches:
     def summary(self) -> dict[str, Any]:
         import dataclasses
 
-        return {"arm": self.arm, "plan": dataclasses.asdict(self.plan), "filtered_fraction": self.fraction}
+        return {"arm": self.arm, "plan": dataclasses.asdict(self.plan),
+                "filtered_fraction": self.report["filtered_fraction"], "filter_quality": self.report["quality"]}
 
 
 def pretrain(spec: TrainSpec) -> dict[str, Any]:
     """One pretraining run: ``spec.data`` names the shard, the arm, its scores and filter settings."""
     data = spec.data
     source = PretrainingBatches(data["train_shard"], data["arm"], data.get("scores_dir"), data.get("filtering", {}),
-                                seq_len=spec.model["block_size"], seed=spec.seed, run=spec.run)
+                                seq_len=spec.model["block_size"], seed=spec.seed, run=spec.run,
+                                document_label_share=data.get("document_label_share"))
     return train(spec, source)

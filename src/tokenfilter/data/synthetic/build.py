@@ -13,7 +13,8 @@ from tokenfilter import DOMAINS
 from tokenfilter.data.corpus import CorpusWriter, assign_split, make_record, write_corpus
 from tokenfilter.io import write_json, write_jsonl
 from tokenfilter.data.synthetic import derived
-from tokenfilter.data.synthetic.documents import DocumentParams, DocumentWriter, forget_fraction, iter_documents
+from tokenfilter.data.synthetic.documents import (SUBDOMAINS, DocumentParams, DocumentWriter, ambiguous_spans,
+                                                  forget_fraction, iter_documents)
 from tokenfilter.data.synthetic.world import World, build_world
 
 EVAL_DOMAINS = DOMAINS
@@ -25,6 +26,7 @@ class SyntheticParams:
 
     n_docs: int
     n_eval_docs: int  # per eval domain
+    n_attack_docs: int  # the attacker's forget-domain corpus
     mcq_per_domain: int | None  # None: one MCQ per eval-half fact
     world_scale: float
     pathogen_fraction: float
@@ -58,41 +60,59 @@ def generate_synthetic(
 ) -> dict[str, Any]:
     """Write the corpus and all derived sets; returns a summary (also written to ``out['summary']``).
 
-    ``out`` maps names to paths: corpus, eval_forget, eval_retain_near, eval_retain_far,
-    mcq_forget, mcq_retain_near, mcq_retain_far, free_response, instruct, chat, refusal, summary.
+    ``out`` maps names to paths (:func:`output_names`). How much of the held-out text occurs in
+    the training split is measured afterwards, for every corpus source alike
+    (:mod:`tokenfilter.data.overlap`, the ``check_heldout_overlap`` rule).
     """
     world = world_of(params, seed)
     label_threshold = params.documents.doc_label_min_forget
 
-    # Pretraining documents, streamed to parquet; remember only hashes for the disjointness check.
+    # Pretraining documents, streamed to parquet; hashes of whole documents and sentences are kept
+    # for the exact-collision check of questions and prompts.
     index = derived.PretrainingIndex()
     kinds: dict[str, int] = {}
     with CorpusWriter(out["corpus"]) as writer:
-        for doc_id, (text, spans, domain, kind) in enumerate(iter_documents(world, params.documents, params.n_docs, seed)):
+        for doc_id, (text, spans, domain, kind, subdomain) in enumerate(
+                iter_documents(world, params.documents, params.n_docs, seed)):
+            split = assign_split(doc_id, val_fraction, seed)
             index.add(text)
             kinds[kind] = kinds.get(kind, 0) + 1
             writer.write(make_record(
-                doc_id, text, source_id=f"synthetic:{doc_id}", domain=domain,
-                split=assign_split(doc_id, val_fraction, seed), kind=kind, forget_spans=spans,
-                doc_label=forget_fraction(text, spans) >= label_threshold,
+                doc_id, text, source_id=f"synthetic:{doc_id}", domain=domain, split=split, kind=kind,
+                forget_spans=spans, doc_label=forget_fraction(text, spans) >= label_threshold,
+                subdomain=subdomain, ambiguous=ambiguous_spans(text),
             ))
 
-    # Held-out eval text per domain (the PubMed / bioRxiv / arXiv analogues).
-    eval_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 4]))
-    collisions: dict[str, int] = {}
+    # Held-out eval text per domain (the PubMed / bioRxiv / arXiv analogues), in sentence frames
+    # pretraining never uses; the forget set alternates between its two sub-domains.
+    eval_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 4]), "eval")
     for domain in EVAL_DOMAINS:
-        docs = [eval_writer.eval_document(domain) for _ in range(params.n_eval_docs)]
-        bad = set(derived.find_collisions(index, [text for text, _ in docs]))
-        collisions[f"eval_{domain}"] = len(bad)
+        docs = []
+        for i in range(params.n_eval_docs):
+            subdomain = SUBDOMAINS[i % len(SUBDOMAINS)] if domain == "forget" else None
+            docs.append((*eval_writer.held_out_document(domain, subdomain), subdomain))
         write_corpus(out[f"eval_{domain}"], (
             make_record(i, text, source_id=f"synthetic-eval-{domain}:{i}", domain=domain, split="eval",
-                        kind=f"eval_{domain}", forget_spans=spans,
-                        doc_label=forget_fraction(text, spans) >= label_threshold)
-            for i, (text, spans) in enumerate(docs) if i not in bad
+                        kind=f"eval_{domain}", forget_spans=spans, subdomain=subdomain,
+                        doc_label=forget_fraction(text, spans) >= label_threshold, ambiguous=ambiguous_spans(text))
+            for i, (text, spans, subdomain) in enumerate(docs)
         ))
+
+    # The attacker's corpus: forget-domain text in a third set of frames, disjoint from
+    # pretraining and from every eval set (paper E9 finetunes on PubMed text no model saw).
+    attack_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 6]), "attack")
+    attack = [(*attack_writer.held_out_document("forget", SUBDOMAINS[i % len(SUBDOMAINS)]), SUBDOMAINS[i % len(SUBDOMAINS)])
+              for i in range(params.n_attack_docs)]
+    write_corpus(out["attack"], (
+        make_record(i, text, source_id=f"synthetic-attack:{i}", domain="forget", split="attack", kind="attack",
+                    forget_spans=spans, subdomain=subdomain, doc_label=forget_fraction(text, spans) >= label_threshold,
+                    ambiguous=ambiguous_spans(text))
+        for i, (text, spans, subdomain) in enumerate(attack)
+    ))
 
     halves = derived.split_facts(world, seed)
     rng = np.random.default_rng([seed, 5])
+    collisions: dict[str, int] = {}
 
     def held_out(name: str, items: list[dict], fields: tuple[str, ...]) -> list[dict]:
         bad = {i for field in fields for i in derived.find_collisions(index, [item[field] for item in items])}
@@ -121,12 +141,14 @@ def generate_synthetic(
         "n_docs": params.n_docs,
         "kinds": kinds,
         "n_facts": {d: int(len(world.by_domain[d])) for d in EVAL_DOMAINS},
+        "n_facts_by_subdomain": {s: int(len(world.facts_of_subdomain(s))) for s in SUBDOMAINS},
         "n_mixed_only_facts": {d: int(len(world.facts_of(d, True))) for d in EVAL_DOMAINS},
         "n_entities": {k: len(v) for k, v in world.entities.items()},
         "derived_counts": counts,
         "eval_docs_per_domain": params.n_eval_docs,
-        # Items dropped because their text occurs in the pretraining corpus (checked, not assumed).
-        "dropped_for_overlap": collisions,
+        "attack_docs": params.n_attack_docs,
+        # Questions and prompts whose exact text occurs in the pretraining corpus (dropped).
+        "dropped_for_collision": collisions,
         "params": dataclasses.asdict(params),
     }
     write_json(out["summary"], summary)
@@ -134,13 +156,13 @@ def generate_synthetic(
 
 
 def output_names() -> list[str]:
-    return ["corpus", *(f"eval_{d}" for d in EVAL_DOMAINS), *(f"mcq_{d}" for d in EVAL_DOMAINS),
+    return ["corpus", *(f"eval_{d}" for d in EVAL_DOMAINS), "attack", *(f"mcq_{d}" for d in EVAL_DOMAINS),
             "free_response", "instruct", "chat", "refusal", "summary"]
 
 
 def default_outputs(directory: str | os.PathLike) -> dict[str, Path]:
     d = Path(directory)
-    paths = {"corpus": d / "corpus.parquet", "summary": d / "world.json",
+    paths = {"corpus": d / "corpus.parquet", "summary": d / "world.json", "attack": d / "attack.parquet",
              "free_response": d / "free_response.jsonl", "instruct": d / "instruct.jsonl",
              "chat": d / "chat.jsonl", "refusal": d / "refusal.jsonl"}
     for domain in EVAL_DOMAINS:

@@ -44,7 +44,7 @@ def _fill(template: str, fact: Fact) -> str:
 
 def _object_pool(world: World, fact: Fact) -> list[str]:
     relation = world.relations[fact.relation]
-    return world.pathogens if fact.relation == "caused_by" else world.entities[relation.object]
+    return world.pool(relation.object)
 
 
 def _choices(world: World, fact: Fact, rng: np.random.Generator) -> tuple[list[str], int]:

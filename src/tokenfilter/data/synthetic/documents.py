@@ -16,7 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from tokenfilter.data.synthetic.templates import DISCOURSE, FILLER_TEMPLATES, FILLER_WORDS, FIXED_TYPES, LIGHT_MENTIONS
+from tokenfilter.data.synthetic.templates import (AMBIGUOUS_WORDS, DISCOURSE, FILLER_TEMPLATES, FILLER_WORDS, FIXED_TYPES,
+                                                  LIGHT_MENTIONS, PARTITIONS)
 from tokenfilter.data.synthetic.world import World
 
 Span = tuple[int, int]
@@ -67,23 +68,33 @@ def _zipf_cdf(n: int) -> np.ndarray:
     return cdf
 
 
-class DocumentWriter:
-    """Writes documents of the world with a private random stream."""
+SUBDOMAINS = ("infectious", "neurological")
 
-    def __init__(self, world: World, params: DocumentParams, rng: np.random.Generator):
+
+class DocumentWriter:
+    """Writes documents of the world with a private random stream, from one partition of the
+    sentence templates (``train`` for pretraining, ``eval`` for held-out eval text, ``attack``
+    for the attacker's finetuning corpus)."""
+
+    def __init__(self, world: World, params: DocumentParams, rng: np.random.Generator, partition: str = "train"):
+        if partition not in PARTITIONS:
+            raise ValueError(f"partition {partition!r} is not one of {PARTITIONS}")
         self.world = world
         self.p = params
         self.rng = rng
+        self.partition = partition
         self._cum_weights: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     # --- sampling helpers -------------------------------------------------------------------
     def _pick(self, items):
         return items[int(self.rng.integers(len(items)))]
 
-    def _fact_index(self, domain: str, mixed_only: bool | None) -> int:
-        key = (domain, mixed_only)
+    def _fact_index(self, domain: str, mixed_only: bool | None, subdomain: str | None = None) -> int:
+        key = (domain, mixed_only, subdomain)
         if key not in self._cum_weights:
             idx = self.world.facts_of(domain, mixed_only)
+            if subdomain is not None:
+                idx = np.array([i for i in idx if self.world.facts[i].subdomain == subdomain], dtype=np.int64)
             if len(idx) == 0:  # tiny worlds may have no fact of a category
                 idx = self.world.facts_of(domain)
             cum = np.cumsum(self.world.popularity[idx])
@@ -101,8 +112,8 @@ class DocumentWriter:
             lower = slot.lower()
             if slot[0].isupper() and lower in values:
                 return values[lower][:1].upper() + values[lower][1:]
-            if lower in self.world.entities:
-                name = self._pick(self.world.entities[lower])
+            if lower in self.world.entities or lower in self.world.aliases:
+                name = self._pick(self.world.pool(lower))
                 return name[:1].upper() + name[1:] if slot[0].isupper() else name
             raise KeyError(f"template slot {slot!r} has no value: {template!r}")
 
@@ -112,7 +123,7 @@ class DocumentWriter:
     def fact_sentence(self, fact_id: int) -> str:
         fact = self.world.facts[fact_id]
         relation = self.world.relations[fact.relation]
-        return self._fill(self._pick(relation.statements), {"s": fact.subject, "o": fact.object})
+        return self._fill(self._pick(relation.statements[self.partition]), {"s": fact.subject, "o": fact.object})
 
     def filler_sentence(self) -> str:
         r = self.rng
@@ -125,7 +136,7 @@ class DocumentWriter:
             choice = pool[int(np.searchsorted(_zipf_cdf(len(pool)), r.random(), side="right"))]
             return choice[:1].upper() + choice[1:] if slot[0].isupper() else choice
 
-        text = _SLOT.sub(word, self._pick(FILLER_TEMPLATES))
+        text = _SLOT.sub(word, self._pick(FILLER_TEMPLATES[self.partition]))
         return _ARTICLE.sub(r"\1n \2", text)
 
     def retain_sentence(self, domain: str, mixed_only: bool | None) -> Sentence:
@@ -133,14 +144,14 @@ class DocumentWriter:
         if u < self.p.fact_share:
             return self.fact_sentence(self._fact_index(domain, mixed_only)), []
         if u < self.p.fact_share + self.p.discourse_share:
-            return self._fill(self._pick(DISCOURSE[domain])), []
+            return self._fill(self._pick(DISCOURSE[domain][self.partition])), []
         return self.filler_sentence(), []
 
-    def medical_sentence(self) -> Sentence:
+    def medical_sentence(self, subdomain: str | None = None) -> Sentence:
         if self.rng.random() < self.p.medical_fact_share:
-            text = self.fact_sentence(self._fact_index("forget", None))
+            text = self.fact_sentence(self._fact_index("forget", None, subdomain))
         else:
-            text = self._fill(self._pick(DISCOURSE["forget"]))
+            text = self._fill(self._pick(DISCOURSE["forget"][self.partition]))
         return text, [(0, len(text))]
 
     def light_mention(self, domain: str) -> Sentence:
@@ -162,11 +173,16 @@ class DocumentWriter:
         n = int(round(np.exp(np.log(self.p.median_sentences) + self.p.length_sigma * self.rng.standard_normal())))
         return int(np.clip(n, max(minimum or 0, self.p.min_sentences), self.p.max_sentences))
 
-    def pure(self, domain: str, mixed_only: bool | None) -> list[Sentence]:
+    def subdomain(self) -> str:
+        """The forget sub-domain of a document's medical text (each document keeps to one)."""
+        return SUBDOMAINS[int(self.rng.integers(len(SUBDOMAINS)))]
+
+    def pure(self, domain: str, mixed_only: bool | None, subdomain: str | None = None) -> list[Sentence]:
         n = self.n_sentences()
         if domain == "forget":
             return [
-                (self.filler_sentence(), []) if self.rng.random() < self.p.medical_filler_share else self.medical_sentence()
+                (self.filler_sentence(), []) if self.rng.random() < self.p.medical_filler_share
+                else self.medical_sentence(subdomain)
                 for _ in range(n)
             ]
         return [self.retain_sentence(domain, mixed_only) for _ in range(n)]
@@ -179,7 +195,7 @@ class DocumentWriter:
             sentences[i] = self.light_mention(domain)
         return sentences
 
-    def mixed(self, domain: str) -> list[Sentence]:
+    def mixed(self, domain: str, subdomain: str | None = None) -> list[Sentence]:
         n = self.n_sentences(4)
         lo, hi = self.p.mixed_forget_share
         n_forget = int(np.clip(round(self.rng.uniform(lo, hi) * n), 1, n - 1))
@@ -197,7 +213,7 @@ class DocumentWriter:
         for size, position in zip(sizes, positions):
             out.extend(host[host_i:position])
             host_i = max(host_i, position)
-            out.extend(self.medical_sentence() for _ in range(size))
+            out.extend(self.medical_sentence(subdomain) for _ in range(size))
         out.extend(host[host_i:])
         return out
 
@@ -222,31 +238,44 @@ class DocumentWriter:
                 merged.append((s, e))
         return "".join(parts), merged
 
-    def document(self, kind: str) -> tuple[str, list[Span], str]:
-        """One document of ``kind``: (text, forget spans, domain field)."""
+    def document(self, kind: str) -> tuple[str, list[Span], str, str | None]:
+        """One pretraining document of ``kind``: (text, forget spans, domain field, forget sub-domain)."""
         style, host = kind.split("_", 1)
         domain = HOST_DOMAIN[host]
         if style == "pure":
             # Pure biology text never carries mixed-only facts: those live in mixed documents.
-            sentences = self.pure(domain, False if domain == "retain_near" else None)
-            return (*self.compose(sentences), domain)
+            subdomain = self.subdomain() if domain == "forget" else None
+            sentences = self.pure(domain, False if domain == "retain_near" else None, subdomain)
+            return (*self.compose(sentences), domain, subdomain)
         if style == "light":
-            return (*self.compose(self.light(domain)), "mixed")
+            return (*self.compose(self.light(domain)), "mixed", None)
         if style == "mixed":
-            return (*self.compose(self.mixed(domain)), "mixed")
+            subdomain = self.subdomain()
+            return (*self.compose(self.mixed(domain, subdomain)), "mixed", subdomain)
         raise ValueError(f"unknown document kind {kind!r}")
 
-    def eval_document(self, domain: str) -> tuple[str, list[Span]]:
-        """A held-out pure document of ``domain`` drawing on ALL its facts, mixed-only included."""
-        return self.compose(self.pure(domain, None))
+    def held_out_document(self, domain: str, subdomain: str | None = None) -> tuple[str, list[Span]]:
+        """A pure document of ``domain`` drawing on ALL its facts (mixed-only included), in this
+        writer's partition (held-out eval text, or the attacker's corpus)."""
+        return self.compose(self.pure(domain, None, subdomain))
+
+
+def ambiguous_spans(text: str) -> list[Span]:
+    """Character spans of the words whose domain depends on context (:data:`AMBIGUOUS_WORDS`)."""
+    return [(m.start(), m.end()) for m in _AMBIGUOUS.finditer(text)]
+
+
+_AMBIGUOUS = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, AMBIGUOUS_WORDS), key=len, reverse=True)) + r")\b",
+                        re.IGNORECASE)
 
 
 def forget_fraction(text: str, spans: list[Span]) -> float:
     return sum(e - s for s, e in spans) / max(1, len(text))
 
 
-def iter_documents(world: World, params: DocumentParams, n_docs: int, seed: int) -> Iterator[tuple[str, list[Span], str, str]]:
-    """Yield ``n_docs`` pretraining documents as (text, spans, domain, kind), deterministically."""
+def iter_documents(world: World, params: DocumentParams, n_docs: int,
+                   seed: int) -> Iterator[tuple[str, list[Span], str, str, str | None]]:
+    """Yield ``n_docs`` pretraining documents as (text, spans, domain, kind, sub-domain), deterministically."""
     rng = np.random.default_rng([seed, 2])
     writer = DocumentWriter(world, params, rng)
     # A fixed order, whatever the config's key order: reordering keys must not change the corpus.
@@ -255,5 +284,5 @@ def iter_documents(world: World, params: DocumentParams, n_docs: int, seed: int)
     weights /= weights.sum()
     for kind_index in rng.choice(len(kinds), size=n_docs, p=weights):
         kind = kinds[int(kind_index)]
-        text, spans, domain = writer.document(kind)
-        yield text, spans, domain, kind
+        text, spans, domain, subdomain = writer.document(kind)
+        yield text, spans, domain, kind, subdomain

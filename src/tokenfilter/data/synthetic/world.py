@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tokenfilter.data.synthetic.names import ENDINGS, NameMaker
-from tokenfilter.data.synthetic.templates import ENTITY_TYPES, FIXED_TYPES, RELATIONS, Relation
+from tokenfilter.data.synthetic.templates import ENTITY_ALIASES, ENTITY_TYPES, FIXED_TYPES, RELATIONS, Relation
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Fact:
     subject: str
     object: str
     mixed_only: bool  # appears in pretraining only inside documents that also hold medicine
+    subdomain: str | None = None  # forget facts: "infectious" | "neurological"
 
 
 @dataclass
@@ -35,6 +36,18 @@ class World:
     pathogens: list[str]
     popularity: np.ndarray  # sampling weight of each fact within its domain (Zipf-like)
     by_domain: dict[str, np.ndarray] = field(default_factory=dict)  # fact indices per domain
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # slot -> union of several types
+
+    def pool(self, slot: str) -> list[str]:
+        """The names a template slot draws from: an entity type, or an alias of several."""
+        if slot in self.entities:
+            return self.entities[slot]
+        if slot in self.aliases:
+            return self.aliases[slot]
+        raise KeyError(slot)
+
+    def facts_of_subdomain(self, subdomain: str) -> np.ndarray:
+        return np.array([i for i in self.by_domain["forget"] if self.facts[i].subdomain == subdomain], dtype=np.int64)
 
     def facts_of(self, domain: str, mixed_only: bool | None = None) -> np.ndarray:
         idx = self.by_domain[domain]
@@ -125,10 +138,12 @@ def build_world(
     n_pathogens = min(len(species), max(4, int(round(pathogen_fraction * len(species)))))
     pathogens = [species[i] for i in sorted(rng.choice(len(species), n_pathogens, replace=False))]
     pathogen_set = set(pathogens)
+    aliases = {alias: [name for kind in kinds for name in entities[kind]] for alias, kinds in ENTITY_ALIASES.items()}
+    aliases["pathogen"] = pathogens
 
     facts: list[Fact] = []
     for relation in RELATIONS:
-        objects = pathogens if relation.name == "caused_by" else entities[relation.object]
+        objects = aliases[relation.object] if relation.object in aliases else entities[relation.object]
         for subject in entities[relation.subject]:
             choices = [o for o in objects if o != subject]
             obj = choices[rng.integers(len(choices))]
@@ -138,7 +153,8 @@ def build_world(
                 mixed = rng.random() < far_mixed_only_fraction
             else:
                 mixed = False
-            facts.append(Fact(len(facts), relation.name, relation.domain, subject, obj, bool(mixed)))
+            facts.append(Fact(len(facts), relation.name, relation.domain, subject, obj, bool(mixed),
+                              relation.subdomain))
 
     popularity = np.zeros(len(facts))
     by_domain: dict[str, np.ndarray] = {}
@@ -154,4 +170,5 @@ def build_world(
         pathogens=pathogens,
         popularity=popularity,
         by_domain=by_domain,
+        aliases=aliases,
     )
