@@ -437,9 +437,9 @@ def test_timings_sum_per_stage_and_rung(tmp_path):
     from tokenfilter.analysis.timings import timings_table
 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    jobs = {"data/generate_world.tsv": (10.0, 9.0), "pretrain/main/mask/s/default.tsv": (60.0, 58.0),
-            "pretrain/baselines/baseline/s/none.tsv": (50.0, 49.0), "pretrain/main/mask/l/default.tsv": (300.0, 290.0),
-            "evaluate/main/mask/l/default.tsv": (5.0, 4.0)}
+    jobs = {"data/generate_world.tsv": (10.0, 9.0), "pretrain/main/mask/s/default/r0.tsv": (60.0, 58.0),
+            "pretrain/baselines/baseline/s/none/r0.tsv": (50.0, 49.0), "pretrain/main/mask/l/default/r0.tsv": (300.0, 290.0),
+            "evaluate/main/mask/l/default/r0.tsv": (5.0, 4.0)}
     paths = []
     for rel, (wall, cpu) in jobs.items():
         path = tmp_path / "results" / "benchmarks" / rel

@@ -157,7 +157,8 @@ rule tabulate_filter_quality:
 
 rule scorecard:
     input:
-        scorecard_inputs,
+        tables=scorecard_inputs,
+        filter_quality="results/analysis/filter_quality.csv",
     output:
         csv="results/analysis/scorecard.csv",
         html=report("results/analysis/scorecard.html", caption="../report/scorecard.rst", category="0. Claims scorecard", labels={"table": "claims scorecard"}),

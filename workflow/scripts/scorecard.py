@@ -9,5 +9,6 @@ tables = sm.params.tables  # {kind: {series: {table: path}}}, every path an inpu
 card = write_scorecard(tables["ladder"], {s: t["pareto"] for s, t in tables["thresholds"].items()},
                        sm.params.fit_form, csv_path=sm.output.csv, html_path=sm.output.html)
 write_findings(tables["ladder"], {s: t["losses"] for s, t in tables["filter"].items()}, card, sm.params.fit_form,
-               sm.params.main_filter, sm.params.filter_names, sm.params.filter_specs, sm.output.findings)
+               sm.params.main_filter, sm.params.filter_names, sm.params.filter_specs, sm.output.findings,
+               filter_quality_path=sm.input.filter_quality)
 log.info("\n%s", card[["claim", "verdict"]].to_string())

@@ -152,7 +152,7 @@ def write_scorecard(ladders: dict[str, dict[str, str]], pareto: dict[str, str], 
 
 def write_findings(ladders: dict[str, dict[str, str]], filter_series: dict[str, str], scorecard: pd.DataFrame,
                    fit_form: str, main_filter: str | None, filter_names: dict[str, str], filter_specs: dict,
-                   html_path: str) -> None:
+                   html_path: str, filter_quality_path: str | None = None) -> None:
     """The report's findings page (see :mod:`tokenfilter.analysis.findings`)."""
     from tokenfilter.analysis.findings import findings_html
 
@@ -164,9 +164,10 @@ def write_findings(ladders: dict[str, dict[str, str]], filter_series: dict[str, 
     ablation = pd.read_csv(path) if path else None
     ablation_filter = filter_names.get(name) if name else None
     specs = {n: filter_specs[n] for n in (main_filter, ablation_filter) if n in filter_specs}
+    quality = pd.read_csv(filter_quality_path) if filter_quality_path else None
     with atomic_open(html_path, "w", encoding="utf-8") as f:
         f.write(findings_html(main_losses, fits, all_forms, ablation, scorecard, fit_form, main_filter,
-                              ablation_filter, specs))
+                              ablation_filter, specs, quality))
 
 
 def filter_quality_table(summary_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:

@@ -22,11 +22,19 @@ def read_benchmark(path: str | os.PathLike) -> dict:
 
 def timings_table(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """Rows per stage (and per stage and rung where the path carries a run), plus a total."""
+    from tokenfilter.config.experiments import Run
+
     rows = []
     for path in paths:
         parts = Path(path).with_suffix("").parts
-        stage = parts[parts.index(BENCHMARK_ROOT) + 1] if BENCHMARK_ROOT in parts else "other"
-        rung = parts[-2] if stage in ("pretrain", "evaluate") and len(parts) >= 4 else ""
+        root = parts.index(BENCHMARK_ROOT) if BENCHMARK_ROOT in parts else None
+        stage = parts[root + 1] if root is not None else "other"
+        rung = ""
+        if stage in ("pretrain", "evaluate") and root is not None:
+            try:
+                rung = Run.parse("/".join(parts[root + 2:])).size
+            except ValueError:
+                rung = ""
         rows.append({"stage": stage, "rung": rung, **read_benchmark(path)})
     jobs = pd.DataFrame(rows, columns=["stage", "rung", "wall_s", "cpu_s", "max_rss_mb"])
     if jobs.empty:
