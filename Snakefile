@@ -20,6 +20,7 @@ include: "workflow/rules/annotate.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/robustness.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -47,7 +47,7 @@ def test_a_correct_answer_passes_all_three(judge, world):
     assert _verdict(judge, fact, f"{S} is treated with {fact.object}.") == \
         {"correct": True, "relevant": True, "coherent": True}
     # The subject may be implied rather than named; two fluent sentences are fine.
-    assert _verdict(judge, fact, f"Doctors prescribe {fact.object} for it. Most people are given {fact.object}.") == \
+    assert _verdict(judge, fact, f"It is treated with {fact.object}. Most people are given {fact.object}.") == \
         {"correct": True, "relevant": True, "coherent": True}
 
 
@@ -228,6 +228,7 @@ def chat_model(tiny_world, tmp_path_factory):
 def test_generation_is_seeded_left_padded_and_stops_at_the_end_marker(chat_model, tiny_world):
     from tokenfilter.evaluate.generation import generate_answers
     from tokenfilter.model.checkpoint import load_hf_model
+    from tokenfilter.posttrain.formats import chat_prompt
 
     tokenizer = tiny_world["tokenizer"]
     model = load_hf_model(chat_model["chat"])
@@ -243,11 +244,15 @@ def test_generation_is_seeded_left_padded_and_stops_at_the_end_marker(chat_model
     # The fine-tuned model has learnt to end its turn.
     assert sum(a.finished for a in first) >= len(first) // 2
     # Left padding changes nothing: greedy answers in a batch equal those of each prompt alone.
-    batched = generate_answers(model, tokenizer, questions, seed=0, temperature=0.0, batch_size=12)
-    alone = [generate_answers(model, tokenizer, [q], seed=0, temperature=0.0)[0] for q in questions[:6]]
+    batched = generate_answers(model, tokenizer, questions, seed=0, temperature=0.0, max_new_tokens=8,
+                               batch_size=12)
+    alone = [generate_answers(model, tokenizer, [q], seed=0, temperature=0.0, max_new_tokens=8)[0]
+             for q in questions[:6]]
     assert [a.token_ids for a in batched[:6]] == [a.token_ids for a in alone]
-    # The context bounds new tokens; a prompt that fills it is an error.
-    assert all(len(a.token_ids) <= 64 for a in batched)
+    # The context bounds new tokens (the batch's longest prompt leaves the room there is).
+    for start in range(0, len(questions), 4):
+        room = 64 - max(len(chat_prompt(tokenizer, q)) for q in questions[start:start + 4])
+        assert all(len(a.token_ids) <= room for a in first[start:start + 4])
     with pytest.raises(ValueError, match="no room"):
         generate_answers(model, tokenizer, ["word " * 80], seed=0)
 
@@ -262,7 +267,8 @@ def test_free_response_and_refusal_files_end_to_end(chat_model, tiny_world, tmp_
 
     items = read_jsonl(tiny_world["out"]["free_response"])
     questions = tmp_path / "questions.jsonl"
-    write_jsonl(questions, [i for i in items if i["kind"] == "health"][:6] + [i for i in items if i["kind"] == "general"][:6])
+    health, general = ([i for i in items if i["kind"] == kind][:6] for kind in ("health", "general"))
+    write_jsonl(questions, health + general)
     tokenizer_path = tiny_world["root"] / "tokenizer" / "tokenizer.json"
     world_judge = WorldJudge(world_of(SyntheticParams.from_config({"n_docs": 600, "n_eval_docs": 30}), 7))
     judged = {}
@@ -287,18 +293,51 @@ def test_free_response_and_refusal_files_end_to_end(chat_model, tiny_world, tmp_
 
 # --- probes ------------------------------------------------------------------------------------
 
-def test_token_probe_separates_forget_tokens(chat_model, tiny_world):
+def _planted(signal: float, n_docs: int = 100, per_doc: int = 20, seed: int = 0):
+    """Features with the label written into dimension 0 (``signal`` standard deviations), by document."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_docs), per_doc)
+    labels = (rng.random(n_docs) < 0.5).astype(np.int64)[groups]
+    x = rng.standard_normal((len(groups), 8)).astype(np.float32)
+    x[:, 0] += signal * labels
+    return {3: x}, labels, groups
+
+
+def test_probes_find_a_planted_signal_and_not_a_missing_one():
+    from tokenfilter.evaluate.probes import cross_validated_accuracy, fit_token_probes, group_split
+
+    features, labels, groups = _planted(4.0)
+    test = group_split(groups, 0.2, seed=0)
+    assert not set(groups[test]) & set(groups[~test]) and 0.15 < test.mean() < 0.25
+    assert fit_token_probes(features, labels, groups)[0]["f1"] > 0.95
+    assert cross_validated_accuracy(features, labels, groups, n_splits=4)[0]["accuracy"] > 0.95
+    features, labels, groups = _planted(0.0)
+    assert fit_token_probes(features, labels, groups)[0]["accuracy"] < 0.65
+    assert cross_validated_accuracy(features, labels, groups, n_splits=4)[0]["accuracy"] < 0.65
+
+
+def test_token_probe_reads_the_residual_stream_of_sampled_tokens(chat_model, tiny_world):
+    import torch
+
     from tokenfilter.data.shards import TokenShard
-    from tokenfilter.evaluate.probes import token_probe
+    from tokenfilter.evaluate.probes import sample_token_positions, token_features, token_probe
     from tokenfilter.model.checkpoint import load_model
+    from tokenfilter.model.hidden import residual_stream
 
     model = load_model(chat_model["base"])
     shard = TokenShard.open(tiny_world["shards"]["train"])
-    result = token_probe(model, shard, n_tokens=3000, seed=0)
-    assert [r["layer"] for r in result["rows"]] == [0, 1]
-    assert result["forget_share"] == pytest.approx(0.5, abs=0.01)
-    assert result["best"]["f1"] > 0.7, result["rows"]
-    assert result == token_probe(model, shard, n_tokens=3000, seed=0)
+    positions = sample_token_positions(shard, 1000, 64, seed=0, per_window=16)
+    assert len(positions) == 1000 and np.asarray(shard.labels[positions]).mean() == 0.5
+    assert tiny_world["tokenizer"].eot_id not in set(np.asarray(shard.tokens[positions]).tolist())
+    features = token_features(model, shard, positions, [0, 1], 64)
+    for p in positions[:: 97]:
+        window = torch.from_numpy(np.asarray(shard.tokens[p // 64 * 64:(p // 64 + 1) * 64], dtype=np.int64))[None]
+        direct = residual_stream(model, window, [1])[1][0, p % 64].numpy()
+        assert np.allclose(features[1][np.searchsorted(positions, p)], direct, atol=1e-5)
+    result = token_probe(model, shard, n_tokens=1000, seed=0, per_window=16)
+    assert [r["layer"] for r in result["rows"]] == [0, 1] and result["forget_share"] == 0.5
+    assert result["best"] == max(result["rows"], key=lambda r: r["f1"])
+    assert result == token_probe(model, shard, n_tokens=1000, seed=0, per_window=16)
 
 
 def test_subdomain_probe_reports_accuracy_per_layer(chat_model, tiny_world, tmp_path):
@@ -309,13 +348,15 @@ def test_subdomain_probe_reports_accuracy_per_layer(chat_model, tiny_world, tmp_
         result = subdomain_probe_file(chat_model["base"], shards["eval_forget"], out["eval_forget"],
                                       tmp_path / f"{level}.json", retain_shard_dir=shards["eval_retain_far"],
                                       level=level, n_splits=3, per_doc=16)
+        assert result["documents_per_class"] == 15  # 30 forget eval documents, alternating sub-domains
         tasks = result["tasks"]
         assert set(tasks) == {"infectious_vs_neurological", "infectious_vs_non_medical",
                               "neurological_vs_non_medical"}
         for task in tasks.values():
             assert [r["layer"] for r in task["rows"]] == [0, 1]
-            assert all(0.0 <= r["accuracy"] <= 1.0 for r in task["rows"])
+            assert all(0.0 <= r["accuracy"] <= 1.0 and r["folds"] == 3 for r in task["rows"])
             assert task["mean_accuracy"] == pytest.approx(np.mean([r["accuracy"] for r in task["rows"]]))
-        # Medical vs non-medical text is easy even for a tiny model.
-        assert tasks["infectious_vs_non_medical"]["best"]["accuracy"] >= 0.8
+            # Token level: a document with no forget token in its first 64 tokens has nothing to give.
+            documents = task["rows"][0]["documents"]
+            assert documents == 30 if level == "document" else 25 <= documents <= 30
         assert (tmp_path / f"{level}.json").is_file()

@@ -48,7 +48,7 @@ def rmu_spec(model_dir: Path, forget: Path, retain: Path, tmp_path: Path, name: 
         "objective": dict(RMU_SETTINGS), "lr": 1e-2, "weight_decay": 0.01, "betas": [0.9, 0.95], "eps": 1e-8,
         "grad_clip": 1.0, "schedule": "constant", "warmup_fraction": 0.0, "min_lr_ratio": 1.0,
         "budget": {"steps": 100}, "count": "processed", "batch_tokens": 256, "micro_batch_size": 8,
-        "precision": "fp32", "kernels": "fused", "compile": False, "seed": 3, "snapshots": 0,
+        "precision": "fp32", "kernels": "fused", "compile": False, "compile_min_flops": 2.0e12, "seed": 3, "snapshots": 0,
         **runtime(tmp_path / f"{name}_out", tmp_path / f"{name}_ckpt", checkpoint_every=1000),
     }
     fields.update(overrides)

@@ -159,6 +159,7 @@ rule scorecard:
     input:
         tables=scorecard_inputs,
         filter_quality="results/analysis/filter_quality.csv",
+        stage_claims=stage_claims(),
     output:
         csv="results/analysis/scorecard.csv",
         html=report("results/analysis/scorecard.html", caption="../report/scorecard.rst", category="0. Claims scorecard", labels={"table": "claims scorecard"}),

@@ -3,10 +3,15 @@ from tokenfilter import ARMS, DOMAINS
 from tokenfilter.config import canonical, check_config_files, default_of, validate_config
 from tokenfilter.config.experiments import (
     BASELINE_SERIES,
+    ATTACK_TARGETS,
     RUN_PATTERN,
     Run,
+    adversarial_spec,
     all_runs,
+    attack_runs,
     filter_of,
+    ladder_run,
+    rmu_spec,
     series_filters,
     series_kind,
     series_of_kind,
@@ -120,6 +125,14 @@ KIND_FIGURES = {
 }
 
 
+def stage_claims():
+    """Claims tables of the stages that decide their own scorecard rows (appended to the scorecard)."""
+    claims = []
+    if config["robustness"]["sizes"]:
+        claims.append("results/analysis/robustness/claims.csv")
+    return claims
+
+
 def used_filters():
     return sorted({filter_of(config, run) for run in all_runs(config)} - {None})
 
@@ -149,6 +162,12 @@ def benchmark_files():
     for series in SERIES:
         for rule_name in ["tabulate_losses", "analyze_series"] + kind_rules[series_kind(config, series)]:
             files.append(f"{bench}/analysis/{series}/{rule_name}.tsv")
+    for target, size, setting, k in attack_runs(config):
+        files.append(f"{bench}/robustness/attack/{target}/{size}/{setting}/r{k}.tsv")
+    files += sorted({f"{bench}/robustness/rmu/{size}/r{k}.tsv" for target, size, _, k in attack_runs(config)
+                     if target == "rmu"})
+    if config["robustness"]["sizes"]:
+        files.append(f"{bench}/analysis/summarize_robustness.tsv")
     files.append(f"{bench}/analysis/scorecard.tsv")
     return files
 
@@ -162,6 +181,9 @@ def all_targets():
         targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
                                                                       "learning_curves.png"]]
         targets += [f"results/analysis/{series}/{name}" for name in KIND_FIGURES[series_kind(config, series)]]
+    if config["robustness"]["sizes"]:
+        targets += [f"results/analysis/robustness/{name}" for name in ["table4.html", "rmu.html", "parity.png",
+                                                                        "curves.png"]]
     targets += ["results/analysis/scorecard.html", "results/analysis/findings.html", "results/analysis/timings.html",
                 "results/analysis/filter_quality.html"]
     return targets

@@ -128,9 +128,11 @@ def filter_comparison_outputs(main_losses: pd.DataFrame, series_losses: pd.DataF
 
 
 def write_scorecard(ladders: dict[str, dict[str, str]], pareto: dict[str, str], fit_form: str, csv_path: str,
-                    html_path: str) -> pd.DataFrame:
-    """The claims scorecard from the analysis tables of the ladder and thresholds series."""
-    from tokenfilter.analysis.scorecard import evaluate_claims
+                    html_path: str, stage_claims: list[str] | None = None) -> pd.DataFrame:
+    """The claims scorecard from the analysis tables of the ladder and thresholds series, followed
+    by the claims each later stage decided itself (``stage_claims``: CSV files with the scorecard's
+    columns, e.g. the robustness stage's)."""
+    from tokenfilter.analysis.scorecard import SCORECARD_COLUMNS, _ROW_CLASS, evaluate_claims
 
     main = next(iter(ladders.values()), None)
     main_losses = pd.read_csv(main["losses"]) if main else None
@@ -140,6 +142,13 @@ def write_scorecard(ladders: dict[str, dict[str, str]], pareto: dict[str, str], 
     thresholds = next(iter(pareto.values()), None)
     pareto_points = pd.read_csv(thresholds) if thresholds else None
     card = evaluate_claims(main_losses, slow, pareto_points, fit_form)
+    for path in stage_claims or []:
+        rows = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        missing = sorted(set(SCORECARD_COLUMNS) - {"row_class"} - set(rows.columns))
+        if missing:
+            raise ValueError(f"{path}: a stage's claims table lacks the scorecard columns {missing}")
+        rows["row_class"] = rows["verdict"].map(_ROW_CLASS)
+        card = pd.concat([card, rows[SCORECARD_COLUMNS]], ignore_index=True)
     write_table(card, csv_path=csv_path, html_path=html_path, row_class="row_class",
                 title="Claims scorecard: the paper's claims, checked against this run's results",
                 note="Every verdict is computed from this workflow's results. Ordering claims are decided in nats "

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from tokenfilter.classify.baselines import ContextFreeBaseline
-from tokenfilter.classify.bilm import BiLM, StreamFeatures, Windowing, iter_stream_features
+from tokenfilter.classify.bilm import BiLM, StreamFeatures, iter_stream_features
 from tokenfilter.classify.document import MAX_POOLED_TOKENS
-from tokenfilter.classify.probe import Probe, _sigmoid
+from tokenfilter.classify.probe import Probe, sigmoid
 from tokenfilter.data.shards import TokenShard
 from tokenfilter.errors import ConfigError
 from tokenfilter.io import atomic_directory, read_json, write_json
@@ -80,7 +80,7 @@ class Classifier:
             return p
         t = float(np.clip(baseline.threshold, 1e-12, 1 - 1e-12))
         q = np.clip(p, 1e-12, 1 - 1e-12)
-        return _sigmoid(np.log(q / (1 - q)) - np.log(t / (1 - t)))
+        return sigmoid(np.log(q / (1 - q)) - np.log(t / (1 - t)))
 
     @property
     def flag_at(self) -> float:
@@ -184,16 +184,13 @@ def score_range(classifier: Classifier | str | os.PathLike, shard: TokenShard, s
     if not 0 <= start <= stop <= n:
         raise ValueError(f"range [{start}, {stop}) is outside a shard of {n} tokens")
     doc_starts = shard.docs["start"].astype(np.int64)
-    first_doc, last_doc = int(np.searchsorted(doc_starts, start, "left")), int(np.searchsorted(doc_starts, stop, "left"))
-    docs = shard.docs[first_doc:last_doc]
+    docs = shard.docs[int(np.searchsorted(doc_starts, start, "left")): int(np.searchsorted(doc_starts, stop, "left"))]
     text_starts = docs["start"].astype(np.int64)
     text_stops = text_starts + np.maximum(docs["length"].astype(np.int64) - 1, 0)
-    if classifier.document_probe is not None:
-        pool_stops = np.minimum(text_stops, text_starts + classifier.document_max_tokens)
-        need_stop = int(max(stop, pool_stops.max(initial=0)))
-    else:
-        pool_stops = text_stops
-        need_stop = int(max(stop, text_stops.max(initial=0)))
+    # What each document's score reads: its first tokens (document probe) or all its text tokens.
+    pool_stops = (text_stops if classifier.document_probe is None else
+                  np.minimum(text_stops, text_starts + classifier.document_max_tokens))
+    need_stop = int(max(stop, pool_stops.max(initial=0)))
     special = np.fromiter(shard.meta["special_ids"].values(), dtype=np.int64)
 
     token_scores = np.zeros(stop - start, dtype=np.float32)
@@ -212,7 +209,10 @@ def score_range(classifier: Classifier | str | os.PathLike, shard: TokenShard, s
 
     for first, feats, length in chunks():
         ids = np.asarray(shard.tokens[first:first + length]).astype(np.int64)
-        scores = classifier.score_ids(ids) if feats is None else classifier.score_features(classifier.token_probe, feats)
+        if feats is None:
+            scores = classifier.score_ids(ids)
+        else:
+            scores = classifier.score_features(classifier.token_probe, feats)
         scores = np.where(np.isin(ids, special), 0.0, scores).astype(np.float32)
         lo, hi = max(start, first), min(stop, first + length)
         if lo < hi:
@@ -222,7 +222,7 @@ def score_range(classifier: Classifier | str | os.PathLike, shard: TokenShard, s
             if done:
                 doc_scores[done] = classifier.score_features(classifier.document_probe, means)
         else:
-            _count_flagged(flagged, text_starts, text_stops, first, scores >= classifier.flag_at)
+            _count_flagged(flagged, text_starts, pool_stops, first, scores >= classifier.flag_at)
 
     if pooled is not None:
         if pooled.open:
@@ -233,13 +233,15 @@ def score_range(classifier: Classifier | str | os.PathLike, shard: TokenShard, s
     return token_scores, doc_scores.astype(np.float32)
 
 
-def _count_flagged(flagged: np.ndarray, text_starts: np.ndarray, text_stops: np.ndarray, first: int,
-                   flags: np.ndarray) -> None:
-    """Add to each document's count the flagged tokens of its text that fall in this chunk."""
+def _count_flagged(flagged: np.ndarray, starts: np.ndarray, stops: np.ndarray, first: int, flags: np.ndarray) -> None:
+    """Add to each document's count the flagged tokens of its text ``[start, stop)`` that fall in
+    this chunk (positions ``first ..``); only the documents overlapping the chunk are touched."""
+    end = first + len(flags)
+    overlapping = slice(int(np.searchsorted(stops, first, "right")), int(np.searchsorted(starts, end, "left")))
     csum = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
-    lo = np.clip(text_starts - first, 0, len(flags))
-    hi = np.clip(text_stops - first, 0, len(flags))
-    flagged += np.where(hi > lo, csum[hi] - csum[lo], 0)
+    lo = np.clip(starts[overlapping] - first, 0, len(flags))
+    hi = np.clip(stops[overlapping] - first, 0, len(flags))
+    flagged[overlapping] += np.where(hi > lo, csum[hi] - csum[lo], 0)
 
 
 class _DocumentPools:

@@ -26,7 +26,7 @@ scattered over parts: :mod:`tokenfilter.classify.annotate`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,8 +88,9 @@ class ReversedBatches:
 def train_half(spec: TrainSpec | dict[str, Any], reverse: bool | None = None) -> dict[str, Any]:
     """Train one half of a biLM through the one training loop; returns the run's summary.
 
-    ``spec.data`` names the token shard (``train_shard``) and optionally ``arm`` (default
-    baseline) and ``reverse``. ``reverse`` (argument or ``spec.data["reverse"]``) picks the
+    ``spec.data`` names the token shard (``train_shard``) and optionally ``reverse`` and an arm
+    whose windows carry every target (``arm`` baseline, the default, or document with its
+    ``scores_dir`` and ``filtering``). ``reverse`` (argument or ``spec.data["reverse"]``) picks the
     right-to-left half; it is written into ``spec.data`` so the two halves of one biLM never share
     a checkpoint fingerprint. The left half is an ordinary baseline LM (the workflow may reuse the
     ladder's same-size baseline instead of training one).
@@ -99,12 +100,13 @@ def train_half(spec: TrainSpec | dict[str, Any], reverse: bool | None = None) ->
     if reverse is None:
         reverse = bool(data.get("reverse", False))
     elif "reverse" in data and bool(data["reverse"]) != reverse:
-        raise ConfigError(f"run {spec.run}: train_half(reverse={reverse}) contradicts spec.data.reverse={data['reverse']}")
+        raise ConfigError(f"run {spec.run}: train_half(reverse={reverse}) contradicts "
+                          f"spec.data.reverse={data['reverse']}")
     data["reverse"] = reverse
     spec = dataclasses.replace(spec, data=data)
     seq_len = _block_size(spec)
-    source: Any = PretrainingBatches(data["train_shard"], data.get("arm", "baseline"), None, {}, seq_len=seq_len,
-                                     seed=spec.seed, run=spec.run)
+    source: Any = PretrainingBatches(data["train_shard"], data.get("arm", "baseline"), data.get("scores_dir"),
+                                     data.get("filtering", {}), seq_len=seq_len, seed=spec.seed, run=spec.run)
     if reverse:
         source = ReversedBatches(source)
     return train(spec, source, extra_summary={"bilm_direction": "right" if reverse else "left"})
@@ -195,12 +197,14 @@ class StreamFeatures(Protocol):
         order), concatenated; the last block of the stream may be short."""
 
 
-def _block_bounds(n_tokens: int, stride: int, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def block_bounds(n_tokens: int, stride: int, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, stops) of grid blocks: block k holds positions [k·stride, (k+1)·stride), cut at the end."""
     starts = np.asarray(blocks, dtype=np.int64) * stride
     return starts, np.minimum(starts + stride, n_tokens)
 
 
-def _run_windows(model_fn, tokens: np.ndarray, windows: list[tuple[int, int]]) -> list[np.ndarray]:
+def run_windows(model_fn: Callable[[torch.Tensor], torch.Tensor], tokens: np.ndarray,
+                windows: list[tuple[int, int]]) -> list[np.ndarray]:
     """``model_fn`` on each window [lo, hi) of ``tokens``, windows of one length stacked into one
     batch (in their given order); returns one float32 (hi − lo, d) array per window."""
     out: list[np.ndarray | None] = [None] * len(windows)
@@ -233,7 +237,8 @@ class BiLM:
         for half in (self.left, self.right):
             block_size = getattr(half.config, "block_size", None)
             if block_size is not None and self.windowing.window > block_size:
-                raise ConfigError(f"windowing: window {self.windowing.window} exceeds a biLM half's block size {block_size}")
+                raise ConfigError(f"windowing: window {self.windowing.window} exceeds a biLM half's "
+                                  f"block size {block_size}")
         self.left.eval()
         self.right.eval()
 
@@ -256,12 +261,12 @@ class BiLM:
 
     def block_features(self, tokens: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         n, (window, stride) = len(tokens), (self.windowing.window, self.windowing.stride)
-        starts, stops = _block_bounds(n, stride, blocks)
+        starts, stops = block_bounds(n, stride, blocks)
         # Left windows end at the block's last token; right windows start at its first token.
         left_windows = [(max(0, int(hi) - window), int(hi)) for hi in stops]
         right_windows = [(int(lo), min(n, int(lo) + window)) for lo in starts]
-        left = _run_windows(lambda ids: left_features(self.left, ids, self.layer), tokens, left_windows)
-        right = _run_windows(lambda ids: right_features(self.right, ids, self.layer), tokens, right_windows)
+        left = run_windows(lambda ids: left_features(self.left, ids, self.layer), tokens, left_windows)
+        right = run_windows(lambda ids: right_features(self.right, ids, self.layer), tokens, right_windows)
         parts = []
         for (lo, hi), (l_lo, _), (r_lo, _), lf, rf in zip(zip(starts, stops), left_windows, right_windows, left, right):
             parts.append(np.concatenate([lf[lo - l_lo: hi - l_lo], rf[lo - r_lo: hi - r_lo]], axis=1))
@@ -316,7 +321,7 @@ def features_at(extractor: StreamFeatures, tokens: np.ndarray, positions: np.nda
     for i in range(0, len(blocks), batch):
         chunk = blocks[i:i + batch]
         feats = extractor.block_features(tokens, chunk)
-        starts, stops = _block_bounds(len(tokens), stride, chunk)
+        starts, stops = block_bounds(len(tokens), stride, chunk)
         offsets = np.concatenate([[0], np.cumsum(stops - starts)])
         wanted = np.nonzero((positions // stride >= chunk[0]) & (positions // stride <= chunk[-1]))[0]
         k = np.searchsorted(chunk, positions[wanted] // stride)

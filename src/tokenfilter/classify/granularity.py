@@ -26,6 +26,7 @@ import numpy as np
 from tokenfilter.data.alignment import merge_spans, token_labels_from_spans
 from tokenfilter.data.overlap import _SENTENCE_END
 from tokenfilter.data.shards import TokenShard
+from tokenfilter.data.tokenizer import TextTokenizer
 
 LEVELS = ("token", "sentence", "document")
 IsForget = Callable[[str], bool]
@@ -92,7 +93,7 @@ def token_labels(text: str, offsets: np.ndarray, level: str, forget_spans: Seque
     return token_labels_from_spans(offsets, whole if label else whole[:0])
 
 
-def labels_for_shard(shard: TokenShard, corpus_path: str | os.PathLike, tokenizer, level: str,
+def labels_for_shard(shard: TokenShard, corpus_path: str | os.PathLike, tokenizer: TextTokenizer, level: str,
                      is_forget: IsForget | None = None, min_share: float = 0.3, use_doc_label: bool = False
                      ) -> np.ndarray:
     """uint8 (n_tokens,): ``level`` labels for every position of a token shard, aligned with it

@@ -1,10 +1,10 @@
 """The masked-LM encoder baseline of Table 1 (paper §5.2, E2): a RoBERTa-style encoder trained
 from scratch with the one training loop, and its features for probes.
 
-The paper's second-best classifier is a probe on RoBERTa-base cut to 6 layers (65M parameters),
+Table 1's RoBERTa row is a probe on RoBERTa-base cut to 6 layers (65M parameters),
 MLM-pretrained on FineWeb-Edu (100k iterations, AdamW at a constant 5e-5, β = (0.9, 0.999),
-weight decay 0.01): F1 0.808 (val), below every biLM. Its place in the comparison is to show that
-the biLM's win is not just bidirectionality.
+weight decay 0.01): F1 0.808 (val), above ModernBERT-large out of the box and below every biLM,
+so a bidirectional encoder of similar size is not what makes the biLM's probe better.
 
 - ``MaskedLMEncoder`` is transformers' ``RobertaForMaskedLM`` with one change: position ids
   default to 0..T−1. RoBERTa numbers positions from ``pad_token_id + 1`` and skips pad tokens,
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenfilter.classify.bilm import Windowing, _block_bounds, _run_windows
+from tokenfilter.classify.bilm import Windowing, block_bounds, run_windows
 from tokenfilter.data.tokenizer import padded_vocab_size
 from tokenfilter.errors import ConfigError
 from tokenfilter.model.hidden import n_blocks, residual_stream, resolve_layers
@@ -110,7 +110,8 @@ class MLMObjective(Objective):
         if not 0 < mask_rate < 1:
             raise ConfigError(f"mlm: mask_rate must be in (0, 1), got {mask_rate}")
         if replace_mask < 0 or replace_random < 0 or replace_mask + replace_random > 1:
-            raise ConfigError(f"mlm: replace_mask {replace_mask} and replace_random {replace_random} must be shares summing to ≤ 1")
+            raise ConfigError(f"mlm: replace_mask {replace_mask} and replace_random {replace_random} must be "
+                              "shares summing to at most 1")
         self.mask_rate, self.replace_mask, self.replace_random = mask_rate, replace_mask, replace_random
         self.mask_id: int | None = None
         self.random_vocab: int | None = None
@@ -128,8 +129,8 @@ class MLMObjective(Objective):
         self.mask_id = getattr(config, "mask_token_id", None)
         self.random_vocab = getattr(config, "data_vocab_size", None)
         if self.mask_id is None or self.random_vocab is None:
-            raise ConfigError("the mlm objective trains an encoder built by build_encoder (model.architecture: roberta); "
-                              f"this model ({type(model).__name__}) has no mask token")
+            raise ConfigError("the mlm objective trains an encoder built by build_encoder "
+                              f"(model.architecture: roberta); this model ({type(model).__name__}) has no mask token")
 
     def corrupt(self, inputs: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(corrupted inputs, 0/1 weights of the masked positions, masked positions per row).
@@ -188,7 +189,8 @@ class EncoderFeatures:
     def load(cls, directory: str, layer: int, window: int | None = None, stride: int | None = None, batch: int = 32,
              device: str | torch.device = "cpu") -> "EncoderFeatures":
         encoder = load_encoder(directory, device)
-        return cls(encoder, layer, Windowing.default(int(encoder.config.max_position_embeddings), window, stride, batch))
+        positions = int(encoder.config.max_position_embeddings)
+        return cls(encoder, layer, Windowing.default(positions, window, stride, batch))
 
     def features(self, token_ids: torch.Tensor) -> torch.Tensor:
         device = next(self.encoder.parameters()).device
@@ -196,12 +198,12 @@ class EncoderFeatures:
 
     def block_features(self, tokens: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         n, (window, stride) = len(tokens), (self.windowing.window, self.windowing.stride)
-        starts, stops = _block_bounds(n, stride, blocks)
+        starts, stops = block_bounds(n, stride, blocks)
         windows = []
         for lo, hi in zip(starts, stops):
             w_lo = max(0, int(lo) - (window - stride) // 2)
             w_hi = min(n, w_lo + window)
             windows.append((max(0, w_hi - window), w_hi))
-        feats = _run_windows(self.features, tokens, windows)
+        feats = run_windows(self.features, tokens, windows)
         parts = [f[lo - w_lo: hi - w_lo] for (lo, hi), (w_lo, _), f in zip(zip(starts, stops), windows, feats)]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.dim), np.float32)

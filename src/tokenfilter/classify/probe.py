@@ -27,11 +27,15 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tokenfilter.io import atomic_open
+
+if TYPE_CHECKING:
+    from tokenfilter.classify.bilm import StreamFeatures
+    from tokenfilter.data.shards import TokenShard
 
 # C = 1/regularisation strength (sklearn's convention, as cuML's). The paper's code used
 # C ∈ {1, 10, 100}; the grid reaches two decades below for small samples.
@@ -157,7 +161,7 @@ class Probe:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """float64 (n,): the probability of the positive (forget) class."""
-        return _sigmoid(self.logits(features))
+        return sigmoid(self.logits(features))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.predict_proba(features) >= self.threshold
@@ -168,7 +172,7 @@ class Probe:
         filtering arms' default threshold 0.5 is the probe's F1-optimal decision, as it is the
         ground truth for the ``truth`` filter, while "filter x%" thresholds see the same order."""
         t = float(np.clip(self.threshold, 1e-12, 1 - 1e-12))
-        return _sigmoid(self.logits(features) - np.log(t / (1 - t)))
+        return sigmoid(self.logits(features) - np.log(t / (1 - t)))
 
     def save(self, path: str | os.PathLike) -> None:
         with atomic_open(path, "wb") as f:
@@ -187,7 +191,7 @@ class Probe:
                        layer=int(z["layer"]) if bool(z["has_layer"]) else None, info=json.loads(str(z["info"])))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     # Two branches so neither exp overflows.
     out = np.empty_like(z, dtype=np.float64)
     pos = z >= 0
@@ -267,24 +271,28 @@ def sweep_layers(data_for_layer: Callable[[int], tuple[np.ndarray, np.ndarray, n
     return best, rows
 
 
-def token_examples(extractor: Any, shard: Any, ranges: Iterable[tuple[int, int]], labels: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def token_examples(extractor: StreamFeatures, shard: TokenShard, ranges: Iterable[tuple[int, int]],
+                   labels: np.ndarray | None = None, balance: bool = False, max_per_class: int | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, labels, positions) of the non-special tokens in the position ranges of a token
-    shard: what a probe trains and is validated on. ``labels`` is one 0/1 value per shard
-    position (SAE labels, coarse labels of :mod:`tokenfilter.classify.granularity`); default the
-    shard's ground truth. ``extractor`` is a :class:`tokenfilter.classify.bilm.StreamFeatures`."""
-    from tokenfilter.classify.bilm import stream_features
+    shard: what a probe trains and is validated on.
+
+    ``labels`` is one 0/1 value per shard position (SAE labels, coarse labels of
+    :mod:`tokenfilter.classify.granularity`); default the shard's ground truth. ``balance``
+    subsamples the positions to equal classes (at most ``max_per_class`` each) *before* features
+    are computed, which is what keeps the paper's 8.2M-token training sample affordable.
+    ``extractor`` is a :class:`tokenfilter.classify.bilm.StreamFeatures`.
+    """
+    from tokenfilter.classify.bilm import features_at
 
     labels = shard.labels if labels is None else labels
     if labels is None:
         raise ValueError(f"{shard.directory}: no labels given and the shard has no ground truth")
     special = list(shard.meta["special_ids"].values())
-    feats, ys, positions = [], [], []
-    for start, stop in ranges:
-        keep = non_special(shard.tokens[start:stop], special)
-        feats.append(stream_features(extractor, shard.tokens, start, stop)[keep])
-        ys.append(np.asarray(labels[start:stop])[keep].astype(bool))
-        positions.append(np.arange(start, stop)[keep])
-    if not feats:
-        return np.zeros((0, extractor.dim), np.float32), np.zeros(0, bool), np.zeros(0, np.int64)
-    return np.concatenate(feats), np.concatenate(ys), np.concatenate(positions)
+    positions = np.concatenate([np.zeros(0, np.int64), *(np.arange(a, b, dtype=np.int64) for a, b in ranges)])
+    positions = positions[non_special(shard.tokens[positions], special)]
+    y = np.asarray(labels[positions]).astype(bool)
+    if balance:
+        keep = balanced_indices(y, seed, max_per_class)
+        positions, y = positions[keep], y[keep]
+    return features_at(extractor, shard.tokens, positions), y, positions

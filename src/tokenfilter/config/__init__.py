@@ -176,6 +176,7 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                 problems.append(f"config key 'experiments.{series}.variants.{variant}.filter': {name!r} is not a "
                                 f"filter; defined filters: {sorted(filters)}")
     problems += _arm_setting_problems(config)
+    problems += _robustness_problems(config)
     if data["source"] in ("huggingface", "files"):
         if data["source"] not in data:
             problems.append(f"config key 'data.{data['source']}': required when data.source is {data['source']!r}")
@@ -191,6 +192,27 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
     fit = config["analysis"].get("fit_sizes")
     if fit:
         problems += [f"config key 'analysis.fit_sizes': {s!r} is not a ladder size" for s in fit if s not in ladder]
+    return problems
+
+
+def _robustness_problems(config: dict[str, Any]) -> list[str]:
+    """Attacked sizes are sizes of the main ladder series, where the models to attack are."""
+    robustness = config["robustness"]
+    if not robustness["sizes"]:
+        return []
+    ladders = [name for name, spec in config["experiments"].items() if spec["kind"] == "ladder"]
+    if not ladders:
+        return ["config key 'robustness.sizes': robustness attacks the main ladder series' models, and no "
+                "series has kind 'ladder'"]
+    sizes = config["experiments"][ladders[0]]["sizes"]
+    problems = [f"config key 'robustness.sizes': {s!r} is not a size of series {ladders[0]!r} ({sizes})"
+                for s in robustness["sizes"] if s not in sizes]
+    adversarial = robustness["adversarial"]
+    if adversarial["sweep_size"] is not None and adversarial["sweep_size"] not in robustness["sizes"]:
+        problems.append(f"config key 'robustness.adversarial.sweep_size': {adversarial['sweep_size']!r} is not one "
+                        f"of robustness.sizes {robustness['sizes']}")
+    problems += [f"config key 'robustness.adversarial.lr_by_size': {s!r} is not one of robustness.sizes"
+                 for s in adversarial["lr_by_size"] if s not in robustness["sizes"]]
     return problems
 
 

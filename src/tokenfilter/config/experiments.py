@@ -97,6 +97,17 @@ def all_runs(config: dict[str, Any]) -> list[Run]:
     return sorted({run for series in config["experiments"] for run in series_runs(config, series)})
 
 
+def ladder_run(config: dict[str, Any], arm: str, size: str, replicate: int = 0) -> Run:
+    """The run of ``arm`` at ``size`` in the first ladder series (the main series), which later
+    stages (robustness, evaluations, post-training) read."""
+    if arm == "baseline":
+        return baseline_run(size, replicate)
+    ladders = series_of_kind(config, "ladder")
+    if not ladders:
+        raise ConfigError("experiments: a stage that reads the main series needs a series of kind 'ladder'")
+    return Run(ladders[0], arm, size, DEFAULT_VARIANT, replicate)
+
+
 def series_kind(config: dict[str, Any], series: str) -> str:
     return config["experiments"][series]["kind"]
 
@@ -205,3 +216,91 @@ RUNTIME_KEYS = ("checkpoint_every", "threads", "log_every", "keep_checkpoints", 
 def runtime_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Training knobs that do not change the trained model (threads, logging, checkpointing)."""
     return {key: config["training"][key] for key in RUNTIME_KEYS}
+
+
+# --- robustness: RMU and adversarial finetuning (paper E9) ---------------------------------------
+
+def _finetune_fields(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The TrainSpec fields every post-hoc training run shares (a saved model, constant schedule)."""
+    training = config["training"]
+    return {"model": None, "betas": list(training["betas"]), "eps": training["eps"], "grad_clip": training["grad_clip"],
+            "schedule": "constant", "warmup_fraction": 0.0, "min_lr_ratio": 1.0, "count": "processed",
+            "micro_batch_size": training["micro_batch_size"], "precision": training["precision"],
+            "kernels": training["kernels"], "compile": False, "compile_min_flops": training["compile_min_flops"],
+            "seed": seed, "snapshots": 0}
+
+
+def rmu_spec(config: dict[str, Any], size: str, model_dir: str, forget_shard: str, retain_shard: str,
+             replicate: int = 0) -> dict[str, Any]:
+    """The TrainSpec fields of RMU on baseline ``replicate`` of ``size`` (config ``robustness.rmu``)."""
+    rmu = config["robustness"]["rmu"]
+    return {
+        "run": f"robustness/rmu/{size}/default/r{replicate}", "task": "rmu", "init_from": model_dir,
+        "data": {"forget_shard": forget_shard, "retain_shard": retain_shard,
+                 "retain_documents": rmu["retain_documents"]},
+        "objective": {"kind": "rmu", "layer": rmu["layer"], "alpha": rmu["alpha"],
+                      "steering_coeff": rmu["steering_coeff"], "steering_scale": rmu["steering_scale"],
+                      "reference_norm": rmu["reference_norm"], "norm_tokens": rmu["norm_tokens"]},
+        "lr": rmu["lr"], "weight_decay": rmu["weight_decay"], "budget": {"steps": rmu["steps"]},
+        "batch_tokens": rmu["batch_tokens"], **_finetune_fields(config, config["seed"] + replicate),
+    }
+
+
+ATTACK_TARGETS = ("document", "mask", "remove", "rmu")
+
+
+def adversarial_settings(config: dict[str, Any], size: str) -> list[tuple[float, float]]:
+    """(lr, weight decay) settings the attacker runs at ``size``: the sweep at the sweep size, the
+    chosen setting elsewhere."""
+    adv = config["robustness"]["adversarial"]
+    chosen = (adv["lr_by_size"].get(size, adv["lr"]), adv["weight_decay"])
+    if size == adv["sweep_size"]:
+        return sorted({chosen, *((lr, wd) for lr in adv["sweep_lrs"] for wd in adv["sweep_weight_decays"])})
+    return [chosen]
+
+
+def setting_name(lr: float, weight_decay: float) -> str:
+    return f"lr{lr:g}_wd{weight_decay:g}"
+
+
+def parse_setting(name: str) -> tuple[float, float]:
+    lr, wd = name.removeprefix("lr").split("_wd")
+    return float(lr), float(wd)
+
+
+def attack_runs(config: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    """(target, size, setting, replicate) of every attack: each filtered arm of the main ladder and
+    RMU at every attacked size, with the sweep's settings at the sweep size. Attacks follow the
+    ladder's seeds: replicate k attacks the models pretrained with seed k (RMU unlearns baseline k)
+    with its own data order, so the spread of a robustness claim includes the models' own."""
+    sizes = config["robustness"]["sizes"]
+    if not sizes:
+        return []
+    ladder = series_of_kind(config, "ladder")[0]
+    arms = [a for a in config["experiments"][ladder]["arms"] if a != "baseline"]
+    adv = config["robustness"]["adversarial"]
+    runs = []
+    for size in sizes:
+        chosen = setting_name(adv["lr_by_size"].get(size, adv["lr"]), adv["weight_decay"])
+        for target in [*arms, "rmu"]:
+            runs += [(target, size, setting_name(lr, wd), 0) for lr, wd in adversarial_settings(config, size)]
+            runs += [(target, size, chosen, k) for k in range(1, replicates(config, ladder, size))]
+    return runs
+
+
+def adversarial_spec(config: dict[str, Any], target: str, size: str, setting: str, model_dir: str,
+                     baseline_dir: str, attack_shard: str, eval_shard: str, replicate: int = 0) -> dict[str, Any]:
+    """The TrainSpec fields of the attacker finetuning ``target`` (an arm or "rmu") of ``size``.
+    The budget is a share of the model's pretraining tokens (tokens per parameter × N)."""
+    adv = config["robustness"]["adversarial"]
+    lr, weight_decay = parse_setting(setting)
+    tokens_per_param = config["training"]["tokens_per_param"]
+    return {
+        "run": f"robustness/{target}/{size}/{setting}/r{replicate}", "task": "adversarial", "init_from": model_dir,
+        "data": {"attack_shard": attack_shard, "eval_shard": eval_shard, "baseline_model": baseline_dir,
+                 "eval_tokens": adv["eval_tokens"], "eval_batch_size": config["evaluation"]["batch_size"],
+                 "eval_every": adv["eval_every"], "pretraining_tokens_per_param": tokens_per_param},
+        "objective": {"kind": "lm"}, "lr": lr, "weight_decay": weight_decay,
+        "budget": {"tokens_per_param": adv["budget_share"] * tokens_per_param}, "batch_tokens": adv["batch_tokens"],
+        **_finetune_fields(config, config["seed"] + replicate),
+    }

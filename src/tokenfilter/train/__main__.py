@@ -29,7 +29,12 @@ def run_spec(spec_dict: dict[str, Any]) -> dict[str, Any]:
         from tokenfilter.robustness.rmu import unlearn
 
         return unlearn(spec)
-    raise ConfigError(f"training spec {spec.run!r}: unknown task {spec.task!r}; known: pretrain, finetune, rmu")
+    if spec.task == "adversarial":
+        from tokenfilter.robustness.adversarial import adversarial_finetune
+
+        return adversarial_finetune(spec)
+    raise ConfigError(f"training spec {spec.run!r}: unknown task {spec.task!r}; "
+                      "known: pretrain, finetune, rmu, adversarial")
 
 
 def main(argv: list[str] | None = None) -> None:

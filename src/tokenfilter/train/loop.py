@@ -236,6 +236,18 @@ def select_parameters(model: torch.nn.Module, patterns: list[str]) -> set[str]:
     return names
 
 
+class Evaluator(Protocol):
+    """Measures the model during training (e.g. the forget loss of adversarial finetuning) every
+    ``every`` optimizer steps, and once before the first step. Its result is logged; a result with
+    ``"stop": True`` ends the run early (e.g. at parity with the baseline). Evaluations are kept in
+    the checkpoint, so a resumed run has them all and stops where the uninterrupted run would."""
+
+    every: int
+
+    def __call__(self, model: torch.nn.Module, step: int, tokens: int) -> dict[str, Any]:
+        ...
+
+
 class _Preempted(Exception):
     pass
 
@@ -243,9 +255,10 @@ class _Preempted(Exception):
 # --- the loop ------------------------------------------------------------------------------------
 
 def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = None,
-          extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``spec`` on batches of ``source`` with ``objective`` (default: from ``spec.objective``);
-    returns the run's summary (also written to ``out_dir/summary.json``)."""
+          extra_summary: dict[str, Any] | None = None, evaluator: Evaluator | None = None) -> dict[str, Any]:
+    """Train ``spec`` on batches of ``source`` with ``objective`` (default: from ``spec.objective``),
+    measured by ``evaluator`` if given; returns the run's summary (also written to
+    ``out_dir/summary.json``)."""
     # --- devices and processes ------------------------------------------------------------------
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -303,7 +316,8 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     ckpt_dir = Path(spec.checkpoint_dir)
     run_dir = ckpt_dir / "checkpoint"
     fingerprint = spec.fingerprint()
-    state = {"step": 0, "tokens": 0, "loss_bearing": 0.0, "windows_read": 0, "resumed_from": [], "wall_time": 0.0}
+    state = {"step": 0, "tokens": 0, "loss_bearing": 0.0, "windows_read": 0, "resumed_from": [], "wall_time": 0.0,
+             "evals": [], "stopped": False}
     log_records: list[dict] = []
     found = find_checkpoint(run_dir)
     if found is not None:
@@ -339,9 +353,22 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     t0 = time.time()
 
     def done() -> bool:
+        if state.get("stopped"):
+            return True
         if spec.count == "processed":
             return state["step"] >= max_steps
         return state["loss_bearing"] >= target_tokens or state["step"] >= 4 * max_steps
+
+    def evaluate() -> None:
+        raw_model.eval()
+        result = evaluator(raw_model, state["step"], state["tokens"])
+        raw_model.train()
+        state.setdefault("evals", []).append({"step": state["step"], "tokens": state["tokens"], **result})
+        if result.get("stop"):
+            state["stopped"] = True
+
+    if evaluator is not None and not state.get("evals"):
+        evaluate()  # the starting point (before any update), e.g. the loss finetuning starts from
 
     # --- the loop --------------------------------------------------------------------------------
     try:
@@ -394,6 +421,8 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
             state["windows_read"] += items_per_step
             interval_tokens += step_tokens
             bar.update(1)
+            if evaluator is not None and (state["step"] % evaluator.every == 0 or done()):
+                evaluate()  # before the log line: a run that stops here still logs its last step
 
             if state["step"] % spec.log_every == 0 or done():
                 elapsed = max(time.time() - interval_start, 1e-9)
@@ -443,6 +472,7 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
         "epochs": source.epochs(state["windows_read"]), "final_loss": log_records[-1]["loss"] if log_records else None,
         "wall_time_s": state["wall_time"], "resumed_from": state["resumed_from"],
         "snapshot_steps": sorted(snapshots), "fingerprint": fingerprint,
+        **({"evals": state.get("evals", []), "stopped_early": bool(state.get("stopped"))} if evaluator is not None else {}),
         "environment": run_environment(),
         # What the objective resolved at setup (e.g. RMU's layer and steering coefficient).
         **({objective.kind: dict(objective.summary)} if isinstance(getattr(objective, "summary", None), dict) else {}),
