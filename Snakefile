@@ -16,11 +16,14 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/classifiers.smk"
 include: "workflow/rules/annotate.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/capabilities.smk"
 
 
 report: "workflow/report/workflow.rst"

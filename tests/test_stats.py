@@ -64,6 +64,7 @@ def test_corpus_stats_exact(char_shard):
         "doc_tokens_p99": float(np.percentile(lengths, 99)),
         "doc_tokens_max": 20,
         "doc_label_min_forget": 0.3,
+        "ambiguous_token_pct": 0.0,  # no document here marks an ambiguous word
     }
     assert set(stats) == set(expected)
     for key, value in expected.items():

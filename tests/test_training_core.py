@@ -208,14 +208,15 @@ def test_a_changed_filter_error_rate_does_not_resume_the_old_checkpoint(tiny_wor
     import copy
 
     from tokenfilter.config import load_config
-    from tokenfilter.config.experiments import Run, runtime_settings, train_spec
+    from tokenfilter.config.experiments import Run, document_label_share, runtime_settings, train_spec
     from tokenfilter.filtering.annotation import annotate
 
     config = load_config(Path(__file__).resolve().parents[1] / ".test" / "config.yaml")
     run = Run("main", "mask", "a", "default")
-    name = config["filtering"]["filter"]
+    name = config["filtering"]["filter"] = "simulated_classifier"  # the world's truth with uniform errors
     scores = tmp_path / "scores"
-    annotate(config["filters"][name], tiny_world["shards"]["train"], scores, seed=config["seed"])
+    spec = {**config["filters"][name], "document_label_share": document_label_share(config)}  # as the workflow's
+    annotate(spec, tiny_world["shards"]["train"], scores, seed=config["seed"])
 
     def spec_of(cfg, tag):
         fields = train_spec(cfg, run, str(tiny_world["shards"]["train"]), str(scores))

@@ -64,9 +64,15 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
     losses = pd.read_csv(results / "analysis" / "main" / "losses.csv")
     assert set(losses["arm"]) == {"baseline", "document", "mask", "remove"}
     assert set(losses["size"]) == {"a", "b", "c"}
-    assert losses["final"].sum() == 12 * 3  # 12 runs x 3 eval sets
+    assert losses["final"].sum() == 20 * 3  # 4 arms x (a, c, and b with 3 seeds) x 3 eval sets
     card = pd.read_csv(results / "analysis" / "scorecard.csv")
-    assert len(card) >= 8 and set(card["verdict"]) <= {"holds", "does not hold", "not measured"}
+    assert len(card) >= 8 and set(card["verdict"]) <= {"holds", "does not hold", "inconclusive", "not measured"}
+    # The capability stage: every figure and table of the tiny config, and its claims in the scorecard.
+    capabilities = results / "analysis" / "capabilities"
+    for name in ["mcq.html", "mcq_cloze.png", "probes.png", "probes.html", "subdomains.png"]:
+        assert (capabilities / name).stat().st_size > 0, name
+    claims = pd.read_csv(capabilities / "claims.csv")
+    assert set(claims["claim"]) <= set(card["claim"]) and len(claims) >= 20
     # Verdicts come from the results: the comparisons that need only the main series are measured.
     assert (card["verdict"] != "not measured").sum() >= 5
     # Training checkpoints live outside the declared outputs and are gone after success.
@@ -84,8 +90,10 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
+    # check_rmu evaluates text too (RMU's before/after losses) and the robustness table reads it.
     assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "plot_compute_loss", "plot_slowdown",
-                         "compare_pareto", "compare_filters", "scorecard", "summarize_timings", "all"}, jobs
+                         "compare_pareto", "compare_filters", "check_rmu", "summarize_robustness", "scorecard",
+                         "summarize_timings", "all"}, jobs
     from tokenfilter.config import load_config
     from tokenfilter.config.experiments import all_runs
 
@@ -98,7 +106,7 @@ def test_changing_one_series_variant_retrains_only_that_run(tiny_run, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
-    assert jobs.get("pretrain") == 2, jobs  # document and mask of variant f50; nothing else trains
+    assert jobs.get("pretrain") == 3, jobs  # document, mask and remove of variant f50; nothing else trains
 
 
 def test_changing_a_runtime_knob_reruns_nothing(tiny_run, tmp_path):
@@ -163,9 +171,13 @@ def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
         "eval_text": {d: {"source": "files", "files": [{"glob": str(data / f"{d}.jsonl"), "domain": d}]}
                       for d in ("forget", "retain_near", "retain_far")},
     }
-    config["filters"] = {"clf": {"kind": "classifier", "classifier": "bilm"}}
+    config["filters"] = {"clf": {"kind": "classifier", "classifier": "bilm_b"}}
     config["filtering"]["filter"] = "clf"
     config["judge"] = {"kind": "provenance"}
+    # A real corpus has no token truth: the classifiers learn from SAE labels, and the parts of the
+    # capability stage that read the built-in world are off.
+    config["classifiers"]["models"] = {"bilm_b": {"features": "bilm", "size": "b", "labels": "sae"}}
+    config.pop("capabilities", None)
     del config["experiments"]["perfect_filter"]
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))

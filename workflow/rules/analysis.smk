@@ -1,7 +1,6 @@
 # Analysis stage (DESIGN §3 analysis.smk): per-series tables, the figures of each series' kind,
 # and the claims scorecard (which reads the tables; it does not refit).
 
-ANALYSIS = resources_of("analysis")
 
 
 rule tabulate_losses:

@@ -9,6 +9,7 @@ scattergather:
 
 rule annotate_part:
     input:
+        unpack(filter_source_inputs),
         shard=TRAIN_SHARD,
     output:
         part=temp(directory("results/annotate_parts/{filter}/{scatteritem}")),

@@ -9,6 +9,10 @@ from tokenfilter.config.experiments import (
     adversarial_spec,
     all_runs,
     attack_runs,
+    classifier_model,
+    encoder_spec,
+    reference_spec,
+    right_half_spec,
     filter_of,
     ladder_run,
     rmu_spec,
@@ -51,6 +55,9 @@ def resources_of(section):
     return {**default_of("resources.default"), **config["resources"]["default"], **own}
 
 
+ANALYSIS = resources_of("analysis")
+
+
 def corpus_of_split(wildcards):
     """Token shards of the training corpus come from its splits; eval shards from their own files."""
     if wildcards.split.startswith("eval_"):
@@ -58,6 +65,12 @@ def corpus_of_split(wildcards):
     if wildcards.split == "attack":
         return "results/data/attack.parquet"
     return "results/data/corpus.parquet"
+
+
+def heldout_text_spec(name):
+    """The config of a real-data held-out text set: eval text of a domain, or the attack text."""
+    spec = config["data"]["attack_text"] if name == "attack" else config["data"]["eval_text"][name]
+    return spec["source"], canonical(spec[spec["source"]])
 
 
 def synthetic_params():
@@ -130,7 +143,26 @@ def stage_claims():
     claims = []
     if config["robustness"]["sizes"]:
         claims.append("results/analysis/robustness/claims.csv")
+    claims += capability_claims()
     return claims
+
+
+def classifier_benchmark_files(bench):
+    """Benchmark files of the labelling and classifier stages (empty when no classifier is defined)."""
+    from tokenfilter.config.experiments import encoder_sizes, trained_halves
+
+    if not config["classifiers"]["models"]:
+        return []
+    files = [f"{bench}/labels/{name}.tsv" for name in ("select_label_documents", "train_sae", "select_latents")]
+    if config["labels"]["reference"]["kind"] == "train":
+        files += [f"{bench}/labels/{name}.tsv" for name in ("train_reference_tokenizer", "tokenize_reference_corpus",
+                                                             "train_reference_lm")]
+    files += [f"{bench}/labels/label_documents_{part}.tsv" for part in ("train", "val", "test")]
+    files += [f"{bench}/classifiers/right_half/{size}.tsv" for size in trained_halves(config)]
+    files += [f"{bench}/classifiers/encoder/{size}.tsv" for size in encoder_sizes(config)]
+    files += [f"{bench}/classifiers/fit/{name}.tsv" for name in config["classifiers"]["models"]]
+    files.append(f"{bench}/analysis/summarize_classifiers.tsv")
+    return files
 
 
 def used_filters():
@@ -162,12 +194,14 @@ def benchmark_files():
     for series in SERIES:
         for rule_name in ["tabulate_losses", "analyze_series"] + kind_rules[series_kind(config, series)]:
             files.append(f"{bench}/analysis/{series}/{rule_name}.tsv")
+    files += classifier_benchmark_files(bench)
     for target, size, setting, k in attack_runs(config):
         files.append(f"{bench}/robustness/attack/{target}/{size}/{setting}/r{k}.tsv")
     files += sorted({f"{bench}/robustness/rmu/{size}/r{k}.tsv" for target, size, _, k in attack_runs(config)
                      if target == "rmu"})
     if config["robustness"]["sizes"]:
         files.append(f"{bench}/analysis/summarize_robustness.tsv")
+    files += capability_benchmark_files()
     files.append(f"{bench}/analysis/scorecard.tsv")
     return files
 
@@ -181,9 +215,301 @@ def all_targets():
         targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
                                                                       "learning_curves.png"]]
         targets += [f"results/analysis/{series}/{name}" for name in KIND_FIGURES[series_kind(config, series)]]
+    if config["classifiers"]["models"]:
+        targets += [f"results/analysis/classifiers/{name}" for name in ["table1.html", "sae_label_quality.html",
+                                                                         "examples.html", "forget_share.png",
+                                                                         "c2.html", "granularity.png"]]
     if config["robustness"]["sizes"]:
         targets += [f"results/analysis/robustness/{name}" for name in ["table4.html", "rmu.html", "parity.png",
                                                                         "curves.png"]]
     targets += ["results/analysis/scorecard.html", "results/analysis/findings.html", "results/analysis/timings.html",
                 "results/analysis/filter_quality.html"]
+    targets += capability_targets()
     return targets
+
+
+# --- capabilities (issue 11) ---
+from tokenfilter.config.experiments import (
+    POSTTRAIN_STAGES,
+    benchmark_models,
+    main_arms,
+    posttrain_models,
+    posttrain_spec,
+    probe_models,
+    refusal_models,
+)
+from tokenfilter.evaluate.capabilities import model_name, published_files
+
+CAPABILITIES = config["capabilities"]
+CAP = "results/capabilities"
+CAP_REPORT = "results/analysis/capabilities"
+POSTTRAINED = f"{CAP}/posttrain/{{stage}}/{{arm}}/{{size}}/{{replicate}}"
+EXAMPLES = f"{CAP}/posttrain/examples"
+
+
+def posttrained_model(stage, arm, size, replicate=0):
+    """A post-trained model directory: instruct / chat of the first seed, refusal_<variant> of a training seed."""
+    return f"{CAP}/posttrain/{stage}/{arm}/{size}/r{replicate}/model"
+
+
+def pretrained_model(arm, size, replicate=0):
+    """The main series' pretrained model of ``arm`` at ``size``, seed ``replicate`` (a model directory)."""
+    return f"{ladder_run(config, arm, size, replicate).path('pretrain')}/model"
+
+
+def capability_models(kind, variant=None):
+    """{model name: model directory} of the models a capability job reads: ``cloze`` (base models),
+    ``letter`` (instruction-tuned), ``chat``, ``refusal`` (of ``variant``), ``probe_<size>`` (every
+    arm and seed at a size) or ``subdomain_<size>`` (every arm, first seed)."""
+    if kind == "cloze":
+        return {model_name(a, s, k): pretrained_model(a, s, k) for a, s, k in benchmark_models(config)}
+    if kind in ("letter", "chat"):
+        stage = "instruct" if kind == "letter" else "chat"
+        return {model_name(a, s, 0): posttrained_model(stage, a, s) for a, s in posttrain_models(config)}
+    if kind == "refusal":
+        return {model_name(a, s, k): posttrained_model(f"refusal_{v}", a, s, k) for v, a, s, k in refusal_models(config)
+                if v == variant}
+    part, size = kind.split("_", 1)
+    if part == "subdomain":
+        return {model_name(a, size, 0): pretrained_model(a, size) for a in main_arms(config)}
+    return {model_name(a, size, k): pretrained_model(a, size, k) for a, k in probe_models(config, size)}
+
+
+def posttrain_init(wildcards):
+    """Instruction and chat tuning start from the first seed's pretrained model; refusal training
+    from the chat model."""
+    if wildcards.stage.startswith("refusal"):
+        return posttrained_model("chat", wildcards.arm, wildcards.size)
+    return pretrained_model(wildcards.arm, wildcards.size)
+
+
+def answer_files(kind, name):
+    """{group: {model name: file}} of the answer-sampling jobs: one group "chat" of the chat models
+    (free response), or a group per refusal variant of its refusal models."""
+    if kind == "free_response":
+        return {"chat": capability_outputs(f"{CAP}/free_response", capability_models("chat"), name)}
+    return {v: capability_outputs(f"{CAP}/refusal/{v}", capability_models("refusal", v), name)
+            for v in CAPABILITIES["refusal"]["variants"]}
+
+
+def answer_models(kind):
+    if kind == "free_response":
+        return {"chat": capability_models("chat")}
+    return {v: capability_models("refusal", v) for v in CAPABILITIES["refusal"]["variants"]}
+
+
+def flat(groups):
+    return [path for group in groups.values() for path in group.values()]
+
+
+def capability_outputs(folder, models, name):
+    """{model name: ``<folder>/<model name>/<name>``}: one file per model of a many-model job."""
+    return {model: f"{folder}/{model}/{name}" for model in models}
+
+
+def benchmark_formats():
+    return [fmt for fmt, on in (("cloze", benchmark_models(config)), ("letter", posttrain_models(config))) if on]
+
+
+def paper_benchmark_files():
+    """{lm-eval task name: local published file} of the paper's task sets in the config."""
+    bench = CAPABILITIES["benchmarks"]
+    return published_files(bench["tasks"], bench["local"]) if benchmark_formats() else {}
+
+
+def capability_parts():
+    """Which parts of the stage the config switches on."""
+    probes = CAPABILITIES["probes"]
+    post = bool(posttrain_models(config))
+    return {"mcq": bool(benchmark_formats()), "free_response": post, "refusal": post and bool(refusal_models(config)),
+            "probes": bool(probes["sizes"]), "subdomains": bool(probes["subdomain_sizes"])}
+
+
+CAPABILITY_REPORT = {
+    # output name: (part, file, caption, label kind, label)
+    "mcq": ("mcq", "mcq.html", "mcq", "table", "MCQ accuracy per arm and size"),
+    "cloze": ("mcq", "mcq_cloze.png", "mcq_cloze", "figure", "MCQ accuracy, cloze (Fig 18)"),
+    "letter": ("mcq", "mcq_letter.png", "mcq_letter", "figure", "MCQ accuracy, letter (Fig 5)"),
+    "free_response": ("free_response", "free_response.png", "free_response", "figure", "free-response quality (Figs 6, 17)"),
+    "free_response_table": ("free_response", "free_response.html", "free_response", "table", "free-response rates"),
+    "answers": ("free_response", "answers.html", "answers", "table", "sample answers (Table 5)"),
+    "refusal": ("refusal", "refusal.png", "refusal", "figure", "refusal rates (Figs 9, 20)"),
+    "refusal_table": ("refusal", "refusal.html", "refusal", "table", "refusal rates"),
+    "probes": ("probes", "probes.png", "probes", "figure", "token probes (Fig 8)"),
+    "probes_table": ("probes", "probes.html", "probes", "table", "token probes per layer"),
+    "subdomains": ("subdomains", "subdomains.png", "subdomains", "figure", "sub-domain probes (Fig 21)"),
+}
+
+
+def capability_report():
+    """{output name: (file, caption, label kind, label)} of the report items this config makes."""
+    parts, formats = capability_parts(), benchmark_formats()
+    return {name: item[1:] for name, item in CAPABILITY_REPORT.items()
+            if parts[item[0]] and (name not in ("cloze", "letter") or name in formats)}
+
+
+def capability_claims():
+    """The stage's claims table, when any part of it runs."""
+    return [f"{CAP_REPORT}/claims.csv"] if any(capability_parts().values()) else []
+
+
+def capability_targets():
+    return [f"{CAP_REPORT}/{item[0]}" for item in capability_report().values()] + capability_claims()
+
+
+def capability_benchmark_files():
+    """The `benchmark:` files of the stage's jobs this config runs."""
+    bench = "results/benchmarks/capabilities"
+    parts = capability_parts()
+    files = [f"{bench}/benchmark_{fmt}.tsv" for fmt in benchmark_formats()]
+    files += [f"{bench}/write_benchmark_tasks.tsv"] if files else []
+    if parts["free_response"]:
+        files += [f"{bench}/posttrain_examples.tsv", f"{bench}/generate_free_response.tsv", f"{bench}/judge_free_response.tsv"]
+        files += [f"{bench}/posttrain/{stage}/{a}/{s}/r0.tsv" for a, s in posttrain_models(config) for stage in ("instruct", "chat")]
+    if parts["refusal"]:
+        files += [f"{bench}/posttrain/refusal_{v}/{a}/{s}/r{k}.tsv" for v, a, s, k in refusal_models(config)]
+        files += [f"{bench}/generate_refusals.tsv", f"{bench}/judge_refusals.tsv"]
+    files += [f"{bench}/probe_tokens_{s}.tsv" for s in CAPABILITIES["probes"]["sizes"]]
+    files += [f"{bench}/probe_subdomains_{s}.tsv" for s in CAPABILITIES["probes"]["subdomain_sizes"]]
+    if capability_claims():
+        files.append(f"{bench}/summarize_capabilities.tsv")
+    return files
+
+
+# --- Annotation stage (annotate.smk) ---
+
+def filter_source_inputs(wildcards):
+    """The files a trained filter source reads: its classifier, or the SAE labeller and the corpus."""
+    spec = config["filters"][wildcards.filter]
+    if spec["kind"] == "classifier":
+        return {"classifier": f"results/classifiers/models/{spec['classifier']}/classifier/classifier.json"}
+    if spec["kind"] == "sae":
+        return {"labeller": "results/labels/labeller.json", "corpus": "results/data/corpus.parquet",
+                "tokenizer": "results/data/tokenizer/tokenizer.json"}
+    return {}
+
+
+# --- Labelling stage (labels.smk) ---
+
+LABELS = "results/labels"
+LABEL_CFG = config["labels"]
+REFERENCE = f"{LABELS}/reference"
+TRAIN_DEFAULTS = {**default_of("training.resources"), **config["training"]["resources"]}
+
+
+def reference_inputs():
+    """What the reference LM is made of: our trained model and tokenizer, or the download rule's
+    marker for a pretrained one (its files live in the Hugging Face cache)."""
+    if LABEL_CFG["reference"]["kind"] == "train":
+        return {"model": f"{REFERENCE}/lm/model/model.safetensors", "tokenizer": f"{REFERENCE}/tokenizer/tokenizer.json"}
+    return {"model": "resources/reference/download.json"}
+
+
+def reference_settings():
+    """The keyword arguments of tokenfilter.label.pipeline.load_reference."""
+    ref = LABEL_CFG["reference"]
+    if ref["kind"] == "train":
+        return {"kind": "train", "model_dir": f"{REFERENCE}/lm/model", "tokenizer_path": f"{REFERENCE}/tokenizer/tokenizer.json",
+                "max_tokens": ref["max_tokens"]}
+    return {"kind": "pretrained", "name": ref["name"], "max_tokens": ref["max_tokens"]}
+
+
+def sae_inputs():
+    return f"{LABELS}/sae/cfg.json" if LABEL_CFG["sae"]["kind"] == "train" else "resources/sae/download.json"
+
+
+def sae_settings():
+    sae = LABEL_CFG["sae"]
+    if sae["kind"] == "train":
+        return {"path": f"{LABELS}/sae", "sae_id": None}
+    return {"path": sae["release"], "sae_id": sae["sae_id"]}
+
+
+# --- Classifier stage (classifiers.smk) ---
+
+CLASSIFIERS = config["classifiers"]
+CLASSIFIER_NAMES = list(CLASSIFIERS["models"])
+CLASSIFIER_RESOURCES = resources_of("classifiers")
+
+
+def classifier_models(name):
+    """{role: model directory} of a classifier's feature extractor."""
+    spec = classifier_model(config, name)
+    if spec["features"] == "bilm":
+        return {"left": f"{ladder_run(config, 'baseline', spec['size']).path('pretrain')}/model",
+                "right": f"results/classifiers/bilm/{spec['size']}/right/model"}
+    if spec["features"] == "encoder":
+        return {"encoder": f"results/classifiers/encoder/{spec['size']}/model"}
+    return {}
+
+
+def training_label_files(name):
+    """The per-part label files a classifier learns from (none for the ground truth)."""
+    source = classifier_model(config, name)["labels"]
+    if source == "sae":
+        return [f"{LABELS}/sae_labels/{part}/sae_labels.npy" for part in ("train", "val", "test")]
+    if source in ("sentence", "document"):
+        return [f"results/classifiers/labels/{source}/{part}.npy" for part in ("train", "val", "test")]
+    return []
+
+
+def main_classifier():
+    """The classifier the main series filters with (None when its filter is not a classifier)."""
+    ladders = series_of_kind(config, "ladder")
+    if not ladders:
+        return None
+    names = series_filters(config, ladders[0])
+    spec = config["filters"][names[0]] if names else {}
+    return spec.get("classifier") if spec.get("kind") == "classifier" else None
+
+
+def main_filter_annotation():
+    ladders = series_of_kind(config, "ladder")
+    names = series_filters(config, ladders[0]) if ladders else []
+    return [f"results/annotate/{names[0]}"] if names else []
+
+
+def main_test_labels():
+    name = main_classifier()
+    files = training_label_files(name) if name else []
+    return files[2:3]
+
+
+# --- Robustness stage (robustness.smk) ---
+
+ROBUSTNESS = config["robustness"]
+ATTACK_SHARD = "results/data/tokens/attack"
+FORGET_EVAL = "results/data/tokens/eval_forget"
+ATTACK = "results/robustness/attack/{target}/{size}/{setting}/{replicate}"
+RMU = "results/robustness/rmu/{size}/{replicate}"
+
+
+def ladder_model(arm, size, replicate):
+    """The pretrained model of ``arm`` at ``size``, seed ``replicate`` ("r0", ...), of the main series."""
+    return f"{ladder_run(config, arm, size, int(replicate[1:])).path('pretrain')}/model"
+
+
+def rmu_dir(size, replicate):
+    return RMU.format(size=size, replicate=replicate)
+
+
+def attacked_model(wildcards):
+    if wildcards.target == "rmu":
+        return f"{rmu_dir(wildcards.size, wildcards.replicate)}/model"
+    return ladder_model(wildcards.target, wildcards.size, wildcards.replicate)
+
+
+def weights(model_dir):
+    """A model directory's weights file: the input that stands for the model (a directory input
+    would not be rebuilt when its producer reruns)."""
+    return f"{model_dir}/model.safetensors"
+
+
+def attack_summaries():
+    return [f"results/robustness/attack/{target}/{size}/{setting}/r{k}/summary.json"
+            for target, size, setting, k in attack_runs(config)]
+
+
+def rmu_models():
+    """(size, replicate) of every RMU model the attacks read."""
+    return sorted({(size, f"r{k}") for target, size, _, k in attack_runs(config) if target == "rmu"})

@@ -59,11 +59,6 @@ else:
         script:
             "../scripts/ingest.py"
 
-    def heldout_text_spec(name):
-        """The config of a real-data held-out text set: eval text of a domain, or the attack text."""
-        spec = config["data"]["attack_text"] if name == "attack" else config["data"]["eval_text"][name]
-        return spec["source"], canonical(spec[spec["source"]])
-
     rule ingest_attack_text:
         output:
             corpus="results/data/attack.parquet",

@@ -2,45 +2,9 @@
 # baseline, then adversarial finetuning of every filtered arm and of the RMU model to parity with
 # the baseline's forget loss.
 
-ROBUSTNESS = config["robustness"]
-ATTACK_SHARD = "results/data/tokens/attack"
-FORGET_EVAL = "results/data/tokens/eval_forget"
-ATTACK = "results/robustness/attack/{target}/{size}/{setting}/{replicate}"
-
-
 wildcard_constraints:
     target="|".join(ATTACK_TARGETS),
     setting=r"lr[0-9.e+-]+_wd[0-9.e+-]+",
-
-
-RMU = "results/robustness/rmu/{size}/{replicate}"
-
-
-def ladder_model(arm, size, replicate):
-    """The pretrained model of ``arm`` at ``size``, seed ``replicate`` ("r0", ...), of the main series."""
-    return f"{ladder_run(config, arm, size, int(replicate[1:])).path('pretrain')}/model"
-
-
-def attacked_model(wildcards):
-    if wildcards.target == "rmu":
-        return RMU.format(size=wildcards.size, replicate=wildcards.replicate) + "/model"
-    return ladder_model(wildcards.target, wildcards.size, wildcards.replicate)
-
-
-def weights(model_dir):
-    """A model directory's weights file: the input that stands for the model (a directory input
-    would not be rebuilt when its producer reruns)."""
-    return f"{model_dir}/model.safetensors"
-
-
-def attack_summaries():
-    return [f"results/robustness/attack/{target}/{size}/{setting}/r{k}/summary.json"
-            for target, size, setting, k in attack_runs(config)]
-
-
-def rmu_models():
-    """(size, replicate) of every RMU model the attacks read."""
-    return sorted({(size, f"r{k}") for target, size, _, k in attack_runs(config) if target == "rmu"})
 
 
 rule unlearn_rmu:
@@ -118,8 +82,8 @@ rule attack:
 rule summarize_robustness:
     input:
         attacks=attack_summaries(),
-        rmu=[RMU.format(size=size, replicate=r) + "/report.json" for size, r in rmu_models()],
-        rmu_runs=[RMU.format(size=size, replicate=r) + "/summary.json" for size, r in rmu_models()],
+        rmu=[f"{rmu_dir(size, r)}/report.json" for size, r in rmu_models()],
+        rmu_runs=[f"{rmu_dir(size, r)}/summary.json" for size, r in rmu_models()],
     output:
         parity="results/analysis/robustness/parity.csv",
         table4=report("results/analysis/robustness/table4.html", caption="../report/table4.rst", category="4. Robustness", labels={"table": "attacker settings (Table 4)"}),

@@ -134,10 +134,19 @@ def save_classifier(directory: str | os.PathLike, token_probe: Probe | ContextFr
     return config
 
 
+def save_unavailable(directory: str | os.PathLike, reason: str) -> None:
+    """A classifier directory that says why no classifier could be fitted."""
+    with atomic_directory(directory) as tmp:
+        write_json(tmp / CONFIG, {"format": 1, "unavailable": reason})
+
+
 def load_classifier(directory: str | os.PathLike, device: str | torch.device | None = None) -> Classifier:
     """Load a classifier directory; models go to ``device`` (default: the GPU if there is one)."""
     directory = Path(directory)
     config = read_json(directory / CONFIG)
+    if config.get("unavailable"):
+        raise ConfigError(f"{directory}: this classifier could not be fitted ({config['unavailable']}); "
+                          "a filter cannot use it")
     if config.get("format") != 1:
         raise ConfigError(f"{directory}: unknown classifier format {config.get('format')!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,6 +12,7 @@ runs in :mod:`tokenfilter.config.experiments` (pypsa-eur's "scenarios as data").
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,20 @@ def check_config_files(paths: list[str | Path]) -> None:
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    return load_yaml(path or SCHEMA_PATH)
+    """The schema (a private copy: callers may change it)."""
+    return copy.deepcopy(_cached_schema(str(path or SCHEMA_PATH)))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_schema(path: str) -> dict:
+    # Parsing the schema takes about half a second; the workflow asks for defaults hundreds of
+    # times while it builds the DAG.
+    return load_yaml(path)
 
 
 def default_of(section: str) -> Any:
     """The default the schema declares for the config key at dotted path ``section``."""
-    schema = load_schema()
+    schema = _cached_schema(str(SCHEMA_PATH))
     node: dict = schema
     for part in section.split("."):
         node = _resolve(node, schema)["properties"][part]
@@ -74,7 +83,7 @@ def default_of(section: str) -> Any:
 def section_defaults(section: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """``values`` (default: empty) of the config section at dotted path ``section`` (e.g.
     ``data.synthetic``), validated with every default of the schema filled in."""
-    schema = load_schema()
+    schema = _cached_schema(str(SCHEMA_PATH))
     node: dict = schema
     for part in section.split("."):
         node = _resolve(node, schema)["properties"][part]
@@ -177,6 +186,7 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                                 f"filter; defined filters: {sorted(filters)}")
     problems += _arm_setting_problems(config)
     problems += _robustness_problems(config)
+    problems += _capabilities_problems(config)
     if data["source"] in ("huggingface", "files"):
         if data["source"] not in data:
             problems.append(f"config key 'data.{data['source']}': required when data.source is {data['source']!r}")
@@ -213,6 +223,48 @@ def _robustness_problems(config: dict[str, Any]) -> list[str]:
                         f"of robustness.sizes {robustness['sizes']}")
     problems += [f"config key 'robustness.adversarial.lr_by_size': {s!r} is not one of robustness.sizes"
                  for s in adversarial["lr_by_size"] if s not in robustness["sizes"]]
+    return problems
+
+
+def _capabilities_problems(config: dict[str, Any]) -> list[str]:
+    """The capability stage evaluates sizes of the main ladder series; its built-in parts (the
+    world's MCQ sets, probes on ground-truth labels, the world judge) need the built-in world."""
+    capabilities = config["capabilities"]
+    lists = {"benchmarks.sizes": capabilities["benchmarks"]["sizes"],
+             "benchmarks.baseline_sizes": capabilities["benchmarks"]["baseline_sizes"],
+             "posttrain.sizes": capabilities["posttrain"]["sizes"], "probes.sizes": capabilities["probes"]["sizes"],
+             "probes.subdomain_sizes": capabilities["probes"]["subdomain_sizes"]}
+    used = {key: sizes for key, sizes in lists.items() if sizes}
+    if not used:
+        return []
+    ladders = [name for name, spec in config["experiments"].items() if spec["kind"] == "ladder"]
+    if not ladders:
+        return [f"config key 'capabilities.{key}': the capability stage evaluates the main ladder series' models, "
+                "and no series has kind 'ladder'" for key in used]
+    sizes = config["experiments"][ladders[0]]["sizes"]
+    problems = [f"config key 'capabilities.{key}': {s!r} is not a size of series {ladders[0]!r} ({sizes})"
+                for key, values in used.items() for s in values if s not in sizes]
+    source = config["data"]["source"]
+    benchmarked = used.keys() & {"benchmarks.sizes", "benchmarks.baseline_sizes", "posttrain.sizes"}
+    if source != "synthetic" and benchmarked and "builtin" in capabilities["benchmarks"]["tasks"]:
+        problems.append(f"config key 'capabilities.benchmarks.tasks': 'builtin' is the built-in world's MCQ sets, which "
+                        f"data.source {source!r} does not have; name the paper's sets (medmcqa, medqa, mmlu_...)")
+    for key in used.keys() & {"probes.sizes", "probes.subdomain_sizes"}:
+        if source != "synthetic":
+            problems.append(f"config key 'capabilities.{key}': the probes read ground-truth token labels, which only "
+                            f"data.source 'synthetic' has (data.source is {source!r})")
+    if "posttrain.sizes" in used and source != "synthetic":
+        problems.append("config key 'capabilities.posttrain.sizes': post-training reads the built-in world's "
+                        "instruction, chat and refusal sets; the paper's (Table 3 mix, smol-smoltalk, HealthSearchQA, "
+                        f"Alpaca) are not ingested yet, so data.source {source!r} cannot post-train")
+    if "posttrain.sizes" in used:
+        judge = config["judge"]["kind"]
+        if judge == "provenance":
+            problems.append("config key 'judge.kind': 'provenance' cannot judge answers; the free-response and refusal "
+                            "evaluations of capabilities.posttrain.sizes need 'world' or 'http'")
+        elif judge == "world" and source != "synthetic":
+            problems.append(f"config key 'judge.kind': 'world' judges answers from the built-in world, which data.source "
+                            f"{source!r} does not have; capabilities.posttrain.sizes needs 'http'")
     return problems
 
 

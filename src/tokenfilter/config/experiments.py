@@ -304,3 +304,143 @@ def adversarial_spec(config: dict[str, Any], target: str, size: str, setting: st
         "budget": {"tokens_per_param": adv["budget_share"] * tokens_per_param}, "batch_tokens": adv["batch_tokens"],
         **_finetune_fields(config, config["seed"] + replicate),
     }
+
+
+# --- labels and classifiers (paper §5, E1-E3, E16, E17) --------------------------------------------
+
+def _from_scratch(config: dict[str, Any], run: str, task: str, model: dict[str, Any], shard: str, lr: float,
+                  weight_decay: float, budget: dict[str, float], objective: dict[str, Any],
+                  extra_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A TrainSpec of a model trained from scratch on a token shard with the ladder's optimiser,
+    schedule and batch (the reference LM, a biLM's right half, the masked-LM encoder)."""
+    training = config["training"]
+    return {
+        "run": run, "task": task, "init_from": "scratch", "model": model,
+        "data": {"train_shard": shard, "arm": "baseline", "scores_dir": None, "filtering": {}, "filter_spec": None,
+                 "document_label_share": None, **(extra_data or {})},
+        "objective": objective, "lr": lr, "weight_decay": weight_decay, "betas": list(training["betas"]),
+        "eps": training["eps"], "grad_clip": training["grad_clip"], "schedule": "cosine",
+        "warmup_fraction": training["warmup_fraction"], "min_lr_ratio": training["min_lr_ratio"], "budget": budget,
+        "count": "processed", "batch_tokens": training["batch_tokens"], "micro_batch_size": training["micro_batch_size"],
+        "precision": training["precision"], "kernels": training["kernels"], "compile": training["compile"],
+        "compile_min_flops": training["compile_min_flops"], "seed": config["seed"], "snapshots": 0,
+    }
+
+
+def _gpt_fields(config: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    model = config["model"]
+    return {"n_layer": shape["n_layer"], "n_embd": shape["n_embd"], "n_head": shape["n_head"],
+            "block_size": model["block_size"], "position_encoding": model["position_encoding"],
+            "rope_theta": model["rope_theta"], "mup_base_width": model["mup_base_width"], "init_std": model["init_std"]}
+
+
+def reference_spec(config: dict[str, Any], shard: str) -> dict[str, Any]:
+    """The reference LM the SAE reads (``labels.reference``, kind train), on the corpus tokenised
+    with its own tokenizer."""
+    ref = config["labels"]["reference"]
+    return _from_scratch(config, "labels/reference/lm/default/r0", "pretrain", _gpt_fields(config, ref), shard,
+                         ref["lr"], ref["weight_decay"], {"tokens_per_param": ref["tokens_per_param"]}, {"kind": "lm"})
+
+
+def classifier_model(config: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = config["classifiers"]["models"].get(name)
+    if spec is None:
+        raise ConfigError(f"classifier {name!r} is not defined under classifiers.models "
+                          f"({sorted(config['classifiers']['models'])})")
+    return spec
+
+
+def trained_halves(config: dict[str, Any]) -> list[str]:
+    """Sizes whose biLM right half some classifier needs (the left half is the ladder baseline)."""
+    return sorted({m["size"] for m in config["classifiers"]["models"].values() if m["features"] == "bilm"})
+
+
+def encoder_sizes(config: dict[str, Any]) -> list[str]:
+    return sorted({m["size"] for m in config["classifiers"]["models"].values() if m["features"] == "encoder"})
+
+
+def right_half_spec(config: dict[str, Any], size: str, shard: str) -> dict[str, Any]:
+    """The right-to-left half of the biLM of ``size``: the ladder's shape, learning rate and budget,
+    trained on reversed windows (the left half is the main series' baseline of that size)."""
+    shape = config["ladder"][size]
+    return _from_scratch(config, f"classifiers/bilm/{size}/right/r0", "bilm", _gpt_fields(config, shape), shard,
+                         shape["lr"], shape["weight_decay"],
+                         {"tokens_per_param": config["training"]["tokens_per_param"]}, {"kind": "lm"},
+                         {"reverse": True})
+
+
+def encoder_spec(config: dict[str, Any], size: str, shard: str) -> dict[str, Any]:
+    """The masked-LM encoder of ``size`` (RoBERTa-style, from scratch; ``classifiers.mlm``)."""
+    shape = config["ladder"][size]
+    mlm = config["classifiers"]["mlm"]
+    model = {"architecture": "roberta", "n_layer": shape["n_layer"], "n_embd": shape["n_embd"],
+             "n_head": shape["n_head"], "block_size": config["model"]["block_size"]}
+    return _from_scratch(config, f"classifiers/encoder/{size}/mlm/r0", "pretrain", model, shard,
+                         mlm["lr"] or shape["lr"], shape["weight_decay"], {"tokens_per_param": mlm["tokens_per_param"]},
+                         {"kind": "mlm", "mask_rate": mlm["mask_rate"]})
+
+
+# --- capabilities: post-training of the main series' models (paper E7, E8, E12, E13) ---------------
+
+POSTTRAIN_STAGES = ("instruct", "chat", "refusal_prose", "refusal_token")
+
+
+def posttrain_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The optimiser settings of a post-training stage: ``capabilities.posttrain.instruct`` or
+    ``.chat``, or ``capabilities.refusal`` for both refusal variants."""
+    if stage not in POSTTRAIN_STAGES:
+        raise ConfigError(f"post-training stage {stage!r} is not one of {POSTTRAIN_STAGES}")
+    capabilities = config["capabilities"]
+    return capabilities["refusal"] if stage.startswith("refusal") else capabilities["posttrain"][stage]
+
+
+def posttrain_spec(config: dict[str, Any], stage: str, arm: str, size: str, model_dir: str, examples: str,
+                   replicate: int = 0) -> dict[str, Any]:
+    """The TrainSpec fields of post-training stage ``stage`` of ``arm`` at ``size`` from the saved
+    model ``model_dir`` (instruction or chat tuning from the pretrained model, refusal training from
+    the chat model) on the examples file ``examples``: a constant learning rate for a number of
+    passes over the examples (paper: one), ``batch_size`` examples per optimizer step."""
+    settings = posttrain_settings(config, stage)
+    batch = settings["batch_size"]
+    return {
+        "run": f"capabilities/{stage}/{arm}/{size}/r{replicate}", "task": "finetune", "init_from": model_dir,
+        "data": {"examples": examples}, "objective": {"kind": "lm"}, "lr": settings["lr"],
+        "weight_decay": settings["weight_decay"], "budget": {"epochs": settings["epochs"]},
+        # A fine-tuning item is one example padded into a block_size window: batch_tokens counts windows.
+        "batch_tokens": batch * config["model"]["block_size"],
+        **_finetune_fields(config, config["seed"] + replicate),
+        "micro_batch_size": min(batch, config["training"]["micro_batch_size"]),
+    }
+
+
+def main_arms(config: dict[str, Any]) -> list[str]:
+    """The arms of the main series (the first ladder), which the capability stage evaluates."""
+    ladders = series_of_kind(config, "ladder")
+    return list(config["experiments"][ladders[0]]["arms"]) if ladders else []
+
+
+def benchmark_models(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(arm, size, replicate) of the base models benchmarked in the cloze format: every arm of the
+    main series at ``capabilities.benchmarks.sizes`` and the baseline at ``baseline_sizes``, first seed."""
+    bench = config["capabilities"]["benchmarks"]
+    models = [(arm, size, 0) for size in bench["sizes"] for arm in main_arms(config)]
+    models += [("baseline", size, 0) for size in bench["baseline_sizes"] if size not in bench["sizes"]]
+    return sorted(set(models), key=models.index)
+
+
+def posttrain_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(arm, size) of the models instruction- and chat-tuned (from the first seed's pretrained model)."""
+    return [(arm, size) for size in config["capabilities"]["posttrain"]["sizes"] for arm in main_arms(config)]
+
+
+def refusal_models(config: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    """(variant, arm, size, training seed) of every refusal-trained model (from the chat models)."""
+    refusal = config["capabilities"]["refusal"]
+    return [(variant, arm, size, k) for variant in refusal["variants"] for arm, size in posttrain_models(config)
+            for k in range(refusal["seeds"])]
+
+
+def probe_models(config: dict[str, Any], size: str) -> list[tuple[str, int]]:
+    """(arm, replicate) of the main series at ``size``: every seed, so a probe's spread is known."""
+    ladders = series_of_kind(config, "ladder")
+    return [(arm, k) for k in range(replicates(config, ladders[0], size)) for arm in main_arms(config)]

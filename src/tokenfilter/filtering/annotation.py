@@ -124,8 +124,12 @@ def _part_docs(shard: TokenShard, start: int, stop: int) -> slice:
 
 
 def annotate_part(filter_spec: dict[str, Any], shard_dir: str | os.PathLike, index: int, n_parts: int, seed: int,
-                  out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Score part ``index`` of ``n_parts`` of the shard with the filter source ``filter_spec``."""
+                  out_dir: str | os.PathLike, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """Score part ``index`` of ``n_parts`` of the shard with the filter source ``filter_spec``.
+
+    ``sources``: the files a trained source reads (kind ``classifier``: ``{"classifier": its
+    directory}``; kind ``sae``: ``{"labeller": the labelling stage's labeller.json, "corpus": the
+    corpus the shard was made from, "tokenizer": the pretraining tokenizer}``)."""
     shard = TokenShard.open(shard_dir)
     start, stop = part_range(shard.n_tokens, index, n_parts)
     docs = _part_docs(shard, start, stop)
@@ -137,10 +141,18 @@ def annotate_part(filter_spec: dict[str, Any], shard_dir: str | os.PathLike, ind
                                     start, stop)
         doc_scores = truth_document_scores(shard, docs, filter_spec.get("document_f1"), filter_spec.get("document_label_share"),
                                            seed)
+    elif kind == "classifier":
+        from tokenfilter.classify.annotate import score_range
+
+        classifier = Path(_source(sources, "classifier", kind))
+        scores, doc_scores = score_range(classifier.parent if classifier.is_file() else classifier, shard, start, stop)
+    elif kind == "sae":
+        from tokenfilter.label.pipeline import sae_score_range
+
+        scores, doc_scores = sae_score_range(_source(sources, "labeller", kind), shard, _source(sources, "corpus", kind),
+                                             _source(sources, "tokenizer", kind), start, stop)
     else:
-        raise ConfigError(f"filter kind {kind!r} cannot annotate a corpus in this version: trained-classifier "
-                          "and SAE filters come with the classifier stage; kind 'truth' (the built-in world's "
-                          "ground truth) can")
+        raise ConfigError(f"unknown filter kind {kind!r}; known: truth, classifier, sae")
     # End-of-text tokens are never forget text: keep their score at 0 whatever the source says,
     # so no threshold can remove or mask a document boundary (DESIGN §4 trap 4).
     scores[np.asarray(shard.tokens[start:stop]) == shard.meta["special_ids"]["eot"]] = 0.0
@@ -151,6 +163,12 @@ def annotate_part(filter_spec: dict[str, Any], shard_dir: str | os.PathLike, ind
         save_array(tmp / DOC_SCORES, doc_scores)
         write_json(tmp / META, meta)
     return meta
+
+
+def _source(sources: dict[str, str] | None, key: str, kind: str) -> str:
+    if not sources or key not in sources:
+        raise ConfigError(f"a filter of kind {kind!r} needs its {key!r} input")
+    return sources[key]
 
 
 def gather_parts(part_dirs: list[str | os.PathLike], shard_dir: str | os.PathLike, filter_spec: dict[str, Any],
@@ -192,13 +210,13 @@ def gather_parts(part_dirs: list[str | os.PathLike], shard_dir: str | os.PathLik
 
 
 def annotate(filter_spec: dict[str, Any], shard_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int,
-             n_parts: int = 1) -> dict[str, Any]:
+             n_parts: int = 1, sources: dict[str, str] | None = None) -> dict[str, Any]:
     """Annotate a whole shard in this process (``n_parts`` parts, then gathered): what the
     workflow's scattered jobs do, for tests and tools."""
     out_dir = Path(out_dir)
     parts = [out_dir.with_name(f".{out_dir.name}.part{i}") for i in range(n_parts)]
     for i, part in enumerate(parts):
-        annotate_part(filter_spec, shard_dir, i, n_parts, seed, part)
+        annotate_part(filter_spec, shard_dir, i, n_parts, seed, part, sources)
     try:
         return gather_parts(parts, shard_dir, filter_spec, out_dir)
     finally:

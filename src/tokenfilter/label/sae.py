@@ -137,7 +137,8 @@ def _shuffled_batches(chunks: list[torch.Tensor], batch_size: int,
 def train_sae(activations: ActivationSource, *, d_in: int, d_sae: int, k: int, total_samples: int,
               batch_size: int = 4096, lr: float = 3e-4, seed: int = 0, out_dir: str | os.PathLike,
               layer: int | None = None, device: str = "cpu", normalize: bool = True,
-              norm_estimate_batches: int = 16, decay_fraction: float = 0.2) -> Path:
+              norm_estimate_batches: int = 16, decay_fraction: float = 0.2,
+              dead_feature_window: int | None = None) -> Path:
     """Train a TopK SAE on ``activations`` with sae-lens's ``SAETrainer``; save it to ``out_dir``.
 
     TopK rather than an L1 penalty: k fixes the number of active latents per token directly, so
@@ -155,6 +156,9 @@ def train_sae(activations: ActivationSource, *, d_in: int, d_sae: int, k: int, t
 
     ``layer`` records ``blocks.<layer>.hook_resid_post`` as the SAE's hook, so
     :func:`sae_activations` later reads the right block (the output of block ``layer``).
+    ``dead_feature_window``: steps without firing after which a latent counts as dead and the TopK
+    auxiliary loss starts pulling it back (sae-lens's default, 1000 steps, is longer than a small
+    run; default here: a twentieth of the steps, at least 10).
     Initialisation and data order follow ``seed``; the global RNG is left as it was.
     Returns ``out_dir``, which holds ``cfg.json`` and ``sae_weights.safetensors``.
     """
@@ -177,6 +181,7 @@ def train_sae(activations: ActivationSource, *, d_in: int, d_sae: int, k: int, t
         lr_end=lr,  # read (and asserted not None) even by the constant schedule
         lr_decay_steps=int(decay_fraction * steps), device=device,
         n_batches_for_norm_estimate=norm_estimate_batches,
+        dead_feature_window=dead_feature_window or max(10, steps // 20),
         logger=LoggingConfig(log_to_wandb=False),
     )
     batches = _checked(endless_batches(activations, batch_size, seed), d_in)

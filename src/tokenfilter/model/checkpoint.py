@@ -56,8 +56,10 @@ def load_checkpoint(directory: str | os.PathLike, model, optimizer: torch.optim.
     directory = Path(directory)
     weights = load_file(directory / "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    # The tied LM head is stored once; anything else missing means a wrong checkpoint.
-    missing = [k for k in missing if k != "lm_head.weight"]
+    # Tied weights (the LM head, an encoder's decoder) are stored once; anything else missing
+    # means a wrong checkpoint.
+    tied = {"lm_head.weight", *(getattr(model, "_tied_weights_keys", None) or {})}
+    missing = [k for k in missing if k not in tied]
     if missing or unexpected:
         raise ValueError(f"{directory}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
     model.tie_weights()

@@ -25,6 +25,10 @@ def run_spec(spec_dict: dict[str, Any]) -> dict[str, Any]:
         from tokenfilter.train.finetuning import finetune
 
         return finetune(spec)
+    if spec.task == "bilm":
+        from tokenfilter.classify.bilm import train_half
+
+        return train_half(spec)
     if spec.task == "rmu":
         from tokenfilter.robustness.rmu import unlearn
 
@@ -34,7 +38,7 @@ def run_spec(spec_dict: dict[str, Any]) -> dict[str, Any]:
 
         return adversarial_finetune(spec)
     raise ConfigError(f"training spec {spec.run!r}: unknown task {spec.task!r}; "
-                      "known: pretrain, finetune, rmu, adversarial")
+                      "known: pretrain, finetune, bilm, rmu, adversarial")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -498,7 +498,11 @@ def _build_model(spec: TrainSpec, source: BatchSource) -> torch.nn.Module:
         from tokenfilter.model.gpt import GPT, GPTConfig
 
         return GPT(GPTConfig(**source.model_defaults(), **fields))
-    raise ConfigError(f"run {spec.run}: unknown model architecture {architecture!r}")
+    if architecture == "roberta":  # the masked-LM encoder baseline of the classifier stage
+        from tokenfilter.classify.mlm import build_encoder
+
+        return build_encoder(source.model_defaults(), fields)
+    raise ConfigError(f"run {spec.run}: unknown model architecture {architecture!r}; known: tokenfilter, roberta")
 
 
 def _budget(budget: dict[str, float], n_params: int, batch_tokens: int, items_per_step: int,

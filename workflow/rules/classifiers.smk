@@ -1,0 +1,139 @@
+# Classifier stage (DESIGN §3 classifiers.smk, paper §5.2-5.3, E2, E3, E16, E17): the biLM's right
+# halves and the masked-LM encoder, trained with the one loop; probes on their features, fitted on
+# the labelling stage's documents; Table 1 and the classifier figures.
+
+wildcard_constraints:
+    name="|".join(CLASSIFIER_NAMES) or "^$",
+    level="sentence|document",
+
+
+rule train_right_half:
+    input:
+        shard=TRAIN_SHARD,
+    output:
+        model="results/classifiers/bilm/{size}/right/model/model.safetensors",
+        summary="results/classifiers/bilm/{size}/right/summary.json",
+    params:
+        spec=lambda wc: canonical(right_half_spec(config, wc.size, TRAIN_SHARD)),
+        checkpoint_dir=lambda wc: f"results/checkpoints/classifiers/bilm/{wc.size}/right",
+    log:
+        "results/logs/classifiers/train_right_half_{size}.log",
+    benchmark:
+        "results/benchmarks/classifiers/right_half/{size}.tsv"
+    resources:
+        mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
+        runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/train_spec.py"
+
+
+rule train_encoder:
+    input:
+        shard=TRAIN_SHARD,
+    output:
+        model="results/classifiers/encoder/{size}/model/model.safetensors",
+        summary="results/classifiers/encoder/{size}/summary.json",
+    params:
+        spec=lambda wc: canonical(encoder_spec(config, wc.size, TRAIN_SHARD)),
+        checkpoint_dir=lambda wc: f"results/checkpoints/classifiers/encoder/{wc.size}",
+    log:
+        "results/logs/classifiers/train_encoder_{size}.log",
+    benchmark:
+        "results/benchmarks/classifiers/encoder/{size}.tsv"
+    resources:
+        mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
+        runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/train_spec.py"
+
+
+rule judged_labels:
+    input:
+        docs=f"{LABELS}/docs/{{part}}.parquet",
+        shard=f"{LABELS}/tokens/{{part}}",
+        tokenizer="results/data/tokenizer/tokenizer.json",
+    output:
+        labels="results/classifiers/labels/{level}/{part}.npy",
+    params:
+        judge=canonical(config["judge"]),
+    log:
+        "results/logs/classifiers/judged_labels_{level}_{part}.log",
+    resources:
+        mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
+        runtime=CLASSIFIER_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/judged_labels.py"
+
+
+rule fit_classifier:
+    input:
+        docs=expand(f"{LABELS}/docs/{{part}}.parquet", part=("train", "val", "test")),
+        shards=expand(f"{LABELS}/tokens/{{part}}", part=("train", "val", "test")),
+        labels=lambda wc: training_label_files(wc.name),
+        models=lambda wc: [f"{d}/model.safetensors" for d in classifier_models(wc.name).values()],
+    output:
+        classifier="results/classifiers/models/{name}/classifier/classifier.json",
+        metrics="results/classifiers/models/{name}/metrics.json",
+        test_scores="results/classifiers/models/{name}/test_scores.npy",
+    params:
+        spec=lambda wc: canonical(classifier_model(config, wc.name)),
+        models=lambda wc: canonical(classifier_models(wc.name)),
+        probe=canonical(CLASSIFIERS["probe"]),
+        windowing=canonical(CLASSIFIERS["windowing"]),
+        document_max_tokens=CLASSIFIERS["document_max_tokens"],
+        judge=canonical(config["judge"]),
+        seed=config["seed"],
+    log:
+        "results/logs/classifiers/fit_{name}.log",
+    benchmark:
+        "results/benchmarks/classifiers/fit/{name}.tsv"
+    resources:
+        mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
+        runtime=CLASSIFIER_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/fit_classifier.py"
+
+
+rule summarize_classifiers:
+    input:
+        metrics=expand("results/classifiers/models/{name}/metrics.json", name=CLASSIFIER_NAMES),
+        test_scores=expand("results/classifiers/models/{name}/test_scores.npy", name=CLASSIFIER_NAMES),
+        label_quality=expand(f"{LABELS}/sae_labels/{{part}}/quality.json", part=("train", "val", "test")),
+        selection=f"{LABELS}/latents.json",
+        test_shard=f"{LABELS}/tokens/test",
+        main_labels=main_test_labels(),
+        tokenizer="results/data/tokenizer/tokenizer.json",
+        train_shard=TRAIN_SHARD,
+        annotation=main_filter_annotation(),
+    output:
+        table1_csv="results/analysis/classifiers/table1.csv",
+        table1=report("results/analysis/classifiers/table1.html", caption="../report/table1.rst", category="1b. Labels and classifiers", labels={"table": "token classifiers (Table 1)"}),
+        label_quality=report("results/analysis/classifiers/sae_label_quality.html", caption="../report/sae_labels.rst", category="1b. Labels and classifiers", labels={"table": "SAE labels against the truth"}),
+        examples=report("results/analysis/classifiers/examples.html", caption="../report/examples.rst", category="1b. Labels and classifiers", labels={"table": "example documents (Figs 10, 11)"}),
+        histogram=report("results/analysis/classifiers/forget_share.png", caption="../report/fig24.rst", category="1b. Labels and classifiers", labels={"figure": "forget share per document (Fig 24)"}),
+        c2=report("results/analysis/classifiers/c2.html", caption="../report/c2.rst", category="1b. Labels and classifiers", labels={"table": "how much text is filtered (App C.2)"}),
+        granularity=report("results/analysis/classifiers/granularity.png", caption="../report/fig25.rst", category="1b. Labels and classifiers", labels={"figure": "label granularity (Fig 25)"}),
+        claims="results/analysis/classifiers/claims.csv",
+    params:
+        models=canonical(CLASSIFIERS["models"]),
+        main=main_classifier(),
+        seed=config["seed"],
+    log:
+        "results/logs/analysis/summarize_classifiers.log",
+    benchmark:
+        "results/benchmarks/analysis/summarize_classifiers.tsv"
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/summarize_classifiers.py"
