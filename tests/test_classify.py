@@ -525,3 +525,37 @@ def test_a_strong_student_learns_from_a_weak_teacher():
         assert point.strong_on_truth > point.weak and 0.6 < point.weak_label_accuracy < 0.9
         assert point.pgr == pytest.approx((point.strong_on_weak - point.weak) / (point.strong_on_truth - point.weak))
         assert point.strong_on_weak > point.weak  # the student denoises its teacher's errors
+
+
+def test_weak_to_strong_claims_read_the_gain_against_its_noise():
+    """The token claim holds when the student clearly beats its teacher; the document claim ("no
+    gain") holds only when the test set could have seen a gain of 0.05, and is inconclusive on a
+    handful of documents."""
+    import pandas as pd
+
+    from tokenfilter.classify.report import weak_to_strong_claims
+
+    def rows(level, weak, student, n):
+        return [{"level": level, "amount": a, "weak": weak, "strong_on_weak": student, "strong_on_truth": 0.95,
+                 "pgr": (student - weak) / (0.95 - weak), "weak_label_accuracy": weak, "n_test": n} for a in (10, 100)]
+
+    clear = pd.DataFrame(rows("token", 0.70, 0.85, 4000) + rows("document", 0.80, 0.80, 4000))
+    assert weak_to_strong_claims(clear, "weak", "strong")["verdict"].tolist() == ["holds", "holds"]
+    against = pd.DataFrame(rows("token", 0.85, 0.70, 4000) + rows("document", 0.70, 0.85, 4000))
+    assert weak_to_strong_claims(against, "weak", "strong")["verdict"].tolist() == ["does not hold", "does not hold"]
+    few = pd.DataFrame(rows("token", 0.70, 0.72, 50) + rows("document", 0.80, 0.80, 30))
+    assert weak_to_strong_claims(few, "weak", "strong")["verdict"].tolist() == ["inconclusive", "inconclusive"]
+    assert weak_to_strong_claims(few, None, None)["verdict"].tolist() == ["not measured", "not measured"]
+
+
+def test_weak_to_strong_levels_drop_amounts_beyond_the_teacher_pool():
+    from tokenfilter.classify.weak_to_strong import Examples, run_levels
+
+    rng = np.random.default_rng(1)
+    n = 500
+    truth = rng.random(n) < 0.5
+    weak = np.c_[truth + rng.normal(size=n)]
+    strong = np.c_[truth + 0.2 * rng.normal(size=n)]
+    table = run_levels({"token": Examples(weak, strong, truth)}, {"token": [50, 150, 10_000]}, Cs=(1.0,))
+    assert table["amount"].tolist() == [50, 150] and set(table["level"]) == {"token"}
+    assert (table["n_test"] == 100).all()

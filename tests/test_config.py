@@ -100,7 +100,8 @@ def test_defaults_are_filled(cfg):
     del cfg["analysis"]
     del cfg["filters"]
     cfg["filtering"]["filter"] = "truth"  # the default filter source, defined by the defaults
-    del cfg["experiments"]["perfect_filter"]  # it names a filter the defaults do not define
+    del cfg["experiments"]["perfect_filter"]  # these name filters the defaults do not define
+    del cfg["experiments"]["classifier_filters"]
     given = copy.deepcopy(cfg["tokenizer"])
     out = validate_config(cfg)
     assert out is cfg  # validated in place

@@ -53,7 +53,8 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
     assert {"docs_without_forget_pct", "docs_over_10pct_forget_pct"} <= set(stats["statistic"])
     # Every series gets its tables, learning curves and frontier; each kind its own figures only.
     kind_figures = {"main": ["compute_loss.png", "slowdown.png"], "thresholds": ["pareto.png", "pareto.csv"],
-                    "perfect_filter": ["filter_comparison.png", "filter_comparison.csv"]}
+                    "perfect_filter": ["filter_comparison.png", "filter_comparison.csv"],
+                    "classifier_filters": ["classifier_filters.png", "classifier_filters.csv"]}
     every = ["learning_curves.png", "frontier.png", "fits.html", "slowdowns.html", "slowdowns.csv"]
     all_figures = {name for names in kind_figures.values() for name in names}
     for series, own in kind_figures.items():
@@ -73,6 +74,12 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
         assert (capabilities / name).stat().st_size > 0, name
     claims = pd.read_csv(capabilities / "claims.csv")
     assert set(claims["claim"]) <= set(card["claim"]) and len(claims) >= 20
+    # The classifier stage: Table 1, the figures and its claims in the scorecard.
+    classifiers = results / "analysis" / "classifiers"
+    for name in ["table1.html", "examples.html", "forget_share.png", "granularity.png", "weak_to_strong.png"]:
+        assert (classifiers / name).stat().st_size > 0, name
+    for name in ["claims.csv", "weak_to_strong_claims.csv"]:
+        assert set(pd.read_csv(classifiers / name)["claim"]) <= set(card["claim"]), name
     # Verdicts come from the results: the comparisons that need only the main series are measured.
     assert (card["verdict"] != "not measured").sum() >= 5
     # Training checkpoints live outside the declared outputs and are gone after success.

@@ -134,6 +134,31 @@ rule compare_filters:
         "../scripts/compare_filters.py"
 
 
+rule compare_classifiers:
+    input:
+        table="results/analysis/{series}/losses.csv",
+        main=lambda wc: f"results/analysis/{series_of_kind(config, 'ladder')[0]}/losses.csv",
+        table1="results/analysis/classifiers/table1.csv" if config["classifiers"]["models"] else [],
+    output:
+        csv="results/analysis/{series}/classifier_filters.csv",
+        html=report("results/analysis/{series}/classifier_filters.html", caption="../report/classifier_filters.rst", category=series_category, labels=series_labels("classifiers as filters (table)")),
+        figure=report("results/analysis/{series}/classifier_filters.png", caption="../report/classifier_filters.rst", category=series_category, labels=series_labels("frontier gain vs AUROC (Fig 28)")),
+        claims="results/analysis/{series}/classifier_filters_claims.csv",
+    params:
+        filters=lambda wc: canonical(series_variant_filters(wc.series)),
+    log:
+        "results/logs/analysis/{series}/compare_classifiers.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/compare_classifiers.tsv"
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/compare_classifiers.py"
+
+
 rule tabulate_filter_quality:
     input:
         summaries=[f"{run.path('pretrain')}/summary.json" for run in all_runs(config) if run.arm != "baseline"],

@@ -137,3 +137,39 @@ rule summarize_classifiers:
         "../envs/tokenfilter.yaml"
     script:
         "../scripts/summarize_classifiers.py"
+
+
+if weak_to_strong_outputs():
+
+    rule weak_to_strong:
+        input:
+            docs=expand(f"{LABELS}/docs/{{part}}.parquet", part=("train", "val", "test")),
+            shards=expand(f"{LABELS}/tokens/{{part}}", part=("train", "val", "test")),
+            labels=training_label_files(CLASSIFIERS["weak_to_strong"]["strong"]),
+            metrics=[f"results/classifiers/models/{CLASSIFIERS['weak_to_strong'][side]}/metrics.json" for side in ("weak", "strong")],
+        output:
+            figure=report("results/analysis/classifiers/weak_to_strong.png", caption="../report/fig15.rst", category="1b. Labels and classifiers", labels={"figure": "weak-to-strong (Fig 15)"}),
+            html=report("results/analysis/classifiers/weak_to_strong.html", caption="../report/fig15.rst", category="1b. Labels and classifiers", labels={"table": "weak-to-strong (Fig 15)"}),
+            csv="results/analysis/classifiers/weak_to_strong.csv",
+            claims="results/analysis/classifiers/weak_to_strong_claims.csv",
+        params:
+            sides={side: canonical({"name": CLASSIFIERS["weak_to_strong"][side], "features": classifier_model(config, CLASSIFIERS["weak_to_strong"][side])["features"],
+                                    "models": classifier_models(CLASSIFIERS["weak_to_strong"][side])}) for side in ("weak", "strong")},
+            labels=classifier_model(config, CLASSIFIERS["weak_to_strong"]["strong"])["labels"],
+            settings=canonical(CLASSIFIERS["weak_to_strong"]),
+            probe=canonical(CLASSIFIERS["probe"]),
+            windowing=canonical(CLASSIFIERS["windowing"]),
+            document_max_tokens=CLASSIFIERS["document_max_tokens"],
+            judge=canonical(config["judge"]),
+            seed=config["seed"],
+        log:
+            "results/logs/classifiers/weak_to_strong.log",
+        benchmark:
+            "results/benchmarks/classifiers/weak_to_strong.tsv"
+        resources:
+            mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
+            runtime=CLASSIFIER_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/weak_to_strong.py"

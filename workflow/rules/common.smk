@@ -135,12 +135,17 @@ KIND_FIGURES = {
     "ladder": ["compute_loss.png", "slowdown.png"],
     "thresholds": ["pareto.png"],
     "filter": ["filter_comparison.png"],
+    "classifiers": ["classifier_filters.png", "classifier_filters.html"],
 }
 
 
 def stage_claims():
     """Claims tables of the stages that decide their own scorecard rows (appended to the scorecard)."""
     claims = []
+    if config["classifiers"]["models"]:
+        claims.append("results/analysis/classifiers/claims.csv")
+    claims += weak_to_strong_outputs()[-1:]
+    claims += [f"results/analysis/{s}/classifier_filters_claims.csv" for s in series_of_kind(config, "classifiers")]
     if config["robustness"]["sizes"]:
         claims.append("results/analysis/robustness/claims.csv")
     claims += capability_claims()
@@ -162,7 +167,31 @@ def classifier_benchmark_files(bench):
     files += [f"{bench}/classifiers/encoder/{size}.tsv" for size in encoder_sizes(config)]
     files += [f"{bench}/classifiers/fit/{name}.tsv" for name in config["classifiers"]["models"]]
     files.append(f"{bench}/analysis/summarize_classifiers.tsv")
+    files += [f"{bench}/classifiers/weak_to_strong.tsv"] if weak_to_strong_outputs() else []
     return files
+
+
+def series_variant_filters(series):
+    """{variant: {"filter", "classifier", "labels"}} of a series: the filter source each variant
+    masks with (the main filter where the variant names none), the classifier behind it and the
+    labels that classifier learnt from, if any."""
+    out = {}
+    for name, variant in config["experiments"][series].get("variants", {}).items():
+        source = variant.get("filter") or config["filtering"]["filter"]
+        spec = config["filters"].get(source, {})
+        classifier = spec.get("classifier") if spec.get("kind") == "classifier" else None
+        labels = config["classifiers"]["models"].get(classifier, {}).get("labels") if classifier else None
+        out[name] = {"filter": source, "classifier": classifier, "labels": labels}
+    return out
+
+
+def weak_to_strong_outputs():
+    """Fig 15's files (claims last), when a weak and a strong classifier are configured."""
+    w2s = config["classifiers"]["weak_to_strong"]
+    if not (w2s["weak"] and w2s["strong"]):
+        return []
+    return [f"results/analysis/classifiers/weak_to_strong.{ext}" for ext in ("png", "html", "csv")] + [
+        "results/analysis/classifiers/weak_to_strong_claims.csv"]
 
 
 def used_filters():
@@ -190,7 +219,7 @@ def benchmark_files():
     for run in all_runs(config):
         files += [f"{bench}/pretrain/{run.name}.tsv", f"{bench}/evaluate/{run.name}.tsv"]
     kind_rules = {"ladder": ["plot_compute_loss", "plot_slowdown"], "thresholds": ["compare_pareto"],
-                  "filter": ["compare_filters"]}
+                  "filter": ["compare_filters"], "classifiers": ["compare_classifiers"]}
     for series in SERIES:
         for rule_name in ["tabulate_losses", "analyze_series"] + kind_rules[series_kind(config, series)]:
             files.append(f"{bench}/analysis/{series}/{rule_name}.tsv")
@@ -219,6 +248,7 @@ def all_targets():
         targets += [f"results/analysis/classifiers/{name}" for name in ["table1.html", "sae_label_quality.html",
                                                                          "examples.html", "forget_share.png",
                                                                          "c2.html", "granularity.png"]]
+        targets += weak_to_strong_outputs()[:2]
     if config["robustness"]["sizes"]:
         targets += [f"results/analysis/robustness/{name}" for name in ["table4.html", "rmu.html", "parity.png",
                                                                         "curves.png"]]

@@ -308,3 +308,40 @@ def classifier_table(metrics_paths: dict[str, str | os.PathLike], models: dict[s
                      "doc_f1_test_truth": float(doc["test_truth"]["f1"]) if doc and doc.get("test_truth") else float("nan"),
                      "doc_n_test": int(doc["test"]["n"]) if doc else 0})
     return pd.DataFrame(rows)
+
+
+# --- weak-to-strong (E17) -------------------------------------------------------------------------------------
+
+def weak_to_strong_job(data: LabelledData, weak: dict[str, Any], strong: dict[str, Any], windowing: dict[str, Any],
+                       settings: dict[str, Any], document_max_tokens: int, judge: Judge | None, probe: dict[str, Any],
+                       out: dict[str, str], seed: int = 0) -> "pd.DataFrame":
+    """Fig 15 and the E17 claims. ``weak`` / ``strong``: ``{"name", "features", "models", "metrics"}``
+    of two fitted classifiers (each read at the layer its own sweep chose). Token examples come
+    from the train documents with the labels the classifiers learnt from; document examples are
+    every classifier document with the judge's document label."""
+    from tokenfilter.classify.report import plot_weak_to_strong, weak_to_strong_claims
+    from tokenfilter.classify.weak_to_strong import document_pools, run_levels, token_pools
+    from tokenfilter.report.tables import write_table
+
+    extractors = []
+    for side in (weak, strong):
+        metrics = read_json(side["metrics"])
+        if metrics.get("unavailable") or metrics.get("layer") is None:
+            raise ConfigError(f"classifiers.weak_to_strong: classifier {side['name']!r} has no fitted feature layer "
+                              f"({metrics.get('unavailable') or 'context-free'})")
+        extractors.append(extractor_for(side["features"], side["models"], int(metrics["layer"]), windowing))
+    pools = {"token": token_pools(*extractors, data.shards["train"], data.labels["train"], settings["max_tokens"], seed)}
+    if judge is not None:
+        labels = [document_labels(data.documents[part], judge) for part in PARTS]
+        pools["document"] = document_pools(*extractors, [data.shards[part] for part in PARTS], labels,
+                                           document_max_tokens)
+    table = run_levels(pools, {"token": settings["token_amounts"], "document": settings["document_amounts"]},
+                       seed=seed, Cs=probe["Cs"], max_iter=probe["max_iter"])
+    write_table(table, csv_path=out["csv"], html_path=out["html"], title="Weak-to-strong generalisation (paper Fig 15)",
+                note=f"Weak teacher {weak['name']}, strong student {strong['name']}. Test accuracy of the weak probe, of "
+                     "the strong probe trained on the weak probe's labels of a disjoint pool, and of the strong probe "
+                     "trained on true labels; PGR = (student - teacher) / (ceiling - teacher).")
+    plot_weak_to_strong(table, out["figure"])
+    claims = weak_to_strong_claims(table, weak["name"], strong["name"])
+    write_table(claims, csv_path=out["claims"])
+    return claims

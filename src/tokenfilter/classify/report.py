@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -267,9 +266,68 @@ def roles_of(models: dict[str, dict], main: str | None) -> dict[str, str | None]
             "document": pick(lambda m: m["features"] == "bilm" and m["labels"] == "document")}
 
 
-def concat(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if f is not None and not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+# --- weak-to-strong (Fig 15, E17) ------------------------------------------------------------------------
+
+def plot_weak_to_strong(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Fig 15: test accuracy of the weak teacher, the strong student on weak labels and the strong
+    probe on true labels, against the weak probe's training examples, per level."""
+    from tokenfilter.analysis.plots import _figure, _save
+
+    levels = list(dict.fromkeys(table["level"])) or ["token"]
+    fig, axes = _figure(1, len(levels), 5.0 * len(levels), 3.8)
+    for ax, level in zip(axes[0], levels):
+        rows = table[table["level"] == level]
+        for column, label, style in (("weak", "weak teacher", "o-"), ("strong_on_weak", "strong on weak labels", "s-"),
+                                     ("strong_on_truth", "strong on true labels", "--")):
+            ax.plot(rows["amount"], rows[column], style, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"weak training {'tokens' if level == 'token' else 'documents'}")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{level} probes", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Weak-to-strong generalisation (paper Fig 15)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def weak_to_strong_claims(table: pd.DataFrame, weak: str | None, strong: str | None) -> pd.DataFrame:
+    """E17: the strong student beats its weak teacher for token probes, and not for document
+    probes. The margin is the student's accuracy gain averaged over the amounts; its spread is two
+    standard errors of that mean (binomial errors of both accuracies on the test examples, taken as
+    independent: conservative, since the two are scored on the same examples)."""
+    source, paper = "Fig 15", "token probes generalise weak-to-strong, document probes do not (§6.3, Fig 15)"
+    claims = [("token", "Token probes generalise weak-to-strong: a strong probe trained on a weak probe's labels beats the weak probe"),
+              ("document", "Document probes do not generalise weak-to-strong: the strong student does not beat its weak teacher")]
+    rows = []
+    for level, claim in claims:
+        part = table[table["level"] == level] if not table.empty else table
+        if weak is None or strong is None or part.empty:
+            rows.append(_row(claim, paper, source, NOT_MEASURED, "no weak-to-strong run at this level"))
+            continue
+        gain = (part["strong_on_weak"] - part["weak"]).to_numpy()
+        n = part["n_test"].to_numpy().astype(float)
+        var = (part["weak"] * (1 - part["weak"]) + part["strong_on_weak"] * (1 - part["strong_on_weak"])).to_numpy() / n
+        mean, two_se = float(gain.mean()), float(2 * np.sqrt(var.sum()) / len(gain))
+        pgr = part["pgr"].to_numpy()
+        measured = (f"{strong} on {weak}'s labels: accuracy gain over the teacher {mean:+.3f} (mean over "
+                    f"{len(gain)} amounts, {int(n[0])} test {level}s); PGR {np.nanmean(pgr):+.2f}"
+                    if np.isfinite(pgr).any() else
+                    f"{strong} on {weak}'s labels: accuracy gain over the teacher {mean:+.3f} (mean over {len(gain)} amounts); "
+                    "no gap to recover (the strong ceiling does not beat the teacher)")
+        if level == "token":
+            verdict = HOLDS if mean > two_se else FAILS if mean < -two_se else INCONCLUSIVE
+            why = f"gain {mean:+.3f} against ± {two_se:.3f} (2 SE)"
+            rows.append(_row(claim, paper, source, verdict, measured, mean, two_se, why, f"{two_se:.3f} accuracy"))
+        else:
+            # "No gain" is only a finding when a gain of 0.05 would have been seen.
+            if mean > two_se:
+                verdict, why = FAILS, f"the student gains {mean:+.3f}, beyond ± {two_se:.3f} (2 SE)"
+            elif two_se < 0.05:
+                verdict, why = HOLDS, f"gain {mean:+.3f} within ± {two_se:.3f} (2 SE), which resolves a gain of 0.05"
+            else:
+                verdict, why = INCONCLUSIVE, f"± {two_se:.3f} (2 SE) cannot resolve a gain of 0.05"
+            rows.append(_row(claim, paper, source, verdict, measured, -mean, two_se, why, f"{two_se:.3f} accuracy"))
+    return pd.DataFrame(rows)
 
 
 # --- the stage's report, in one call ----------------------------------------------------------------

@@ -125,3 +125,50 @@ def weak_to_strong(teacher_pool: Examples, student_pool: Examples, test: Example
             pgr=performance_gap_recovered(weak, strong_on_weak, strong_on_truth),
             weak_label_accuracy=float(np.mean(weak_labels == np.asarray(student_pool.labels).astype(bool)))))
     return points
+
+
+# --- the workflow job ---------------------------------------------------------------------------------------
+
+def token_pools(weak, strong, shard, labels: np.ndarray, max_tokens: int, seed: int) -> Examples:
+    """Class-balanced token examples of ``shard`` (at most ``max_tokens``, half forget, as the
+    paper's probes train), with features under both extractors
+    (:class:`tokenfilter.classify.bilm.StreamFeatures`) and the labels the probes learn from."""
+    from tokenfilter.classify.bilm import features_at
+    from tokenfilter.classify.probe import balanced_indices, non_special
+
+    positions = np.nonzero(non_special(np.asarray(shard.tokens), shard.meta["special_ids"].values()))[0]
+    y = np.asarray(labels)[positions].astype(bool)
+    keep = balanced_indices(y, seed, max(1, max_tokens // 2))
+    positions, y = positions[keep], y[keep]
+    return Examples(features_at(weak, shard.tokens, positions), features_at(strong, shard.tokens, positions), y)
+
+
+def document_pools(weak, strong, shards: Sequence, labels: Sequence[np.ndarray], max_tokens: int) -> Examples:
+    """Every document of ``shards`` as an example: mean-pooled features under both extractors and
+    its document label (one label array per shard)."""
+    from tokenfilter.classify.document import document_features
+
+    def pooled(extractor) -> np.ndarray:
+        return np.concatenate([document_features(extractor, shard, np.arange(len(shard.docs)), max_tokens)
+                               for shard in shards])
+
+    return Examples(pooled(weak), pooled(strong), np.concatenate([np.asarray(y, dtype=bool) for y in labels]))
+
+
+def run_levels(pools: dict[str, Examples], amounts: dict[str, Sequence[int]], seed: int = 0,
+               **fit_kwargs: Any) -> "pd.DataFrame":
+    """The experiment at each level (``token``, ``document``): one row per level and amount.
+    Amounts larger than the level's teacher pool are dropped (a small corpus has few documents);
+    accuracy is the metric, as in Fig 15."""
+    import pandas as pd
+
+    rows = []
+    for level, examples in pools.items():
+        teacher, student, test = (examples.take(index) for index in split_pools(len(examples.labels), seed=seed))
+        usable = [a for a in amounts[level] if a <= len(teacher.labels)]
+        if not usable or len(set(test.labels.tolist())) < 2:
+            continue
+        for point in weak_to_strong(teacher, student, test, usable, metric="accuracy", seed=seed, **fit_kwargs):
+            rows.append({"level": level, **point.as_dict(), "n_test": int(len(test.labels))})
+    return pd.DataFrame(rows, columns=["level", "amount", "weak", "strong_on_weak", "strong_on_truth", "pgr",
+                                       "weak_label_accuracy", "n_test"])

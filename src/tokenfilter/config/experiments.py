@@ -28,6 +28,7 @@ SERIES_KINDS = {
     "ladder": "every arm across model sizes: loss-matched slowdowns, compute-loss curves (Figs 1, 4, 16, 19)",
     "thresholds": "token vs document filtering at several filtered-token fractions (Fig 3)",
     "filter": "the token arms with another filter source than the main series', compared arm by arm",
+    "classifiers": "a classifier filter per variant across sizes: frontier gain over the baseline vs AUROC (Figs 14, 27, 28)",
 }
 
 
