@@ -211,3 +211,58 @@ def test_a_malformed_record_stops_the_run_naming_file_and_line(tmp_path):
     log = (tmp_path / "results/logs/data/ingest_corpus.log").read_text()
     assert "web.jsonl:7: malformed JSON" in log
     assert not (tmp_path / "results/data/corpus.parquet").exists()
+
+
+MEDICAL = ["the patient received a dose of antibiotics for the infection", "the clinician ordered a biopsy of the tumour",
+           "fever and cough suggest a viral pneumonia", "the nurse measured blood pressure after surgery",
+           "insulin therapy lowered the glucose of the diabetic patient", "the physician prescribed a vaccine booster"]
+GENERAL = ["the river flows past the old market town", "farmers sell apples and bread on saturday",
+           "the train left the station before noon", "children played football in the park",
+           "the museum opened a new gallery of paintings", "a storm closed the mountain road for a day"]
+
+
+def _documents(rng, n, medical_share):
+    docs = []
+    for _ in range(n):
+        # A number in each sentence keeps held-out sentences out of the training text (overlap check).
+        sentences = [f"{(MEDICAL if rng.random() < medical_share else GENERAL)[rng.integers(6)]} in {rng.integers(10**6)}"
+                     for _ in range(8)]
+        docs.append('{"text": "' + ". ".join(sentences) + '."}')
+    return "\n".join(docs) + "\n"
+
+
+def test_the_whole_pipeline_runs_on_local_files_with_the_provenance_judge(tmp_path):
+    """config/files-example.yaml, shrunk to test size: a corpus of local files with a domain per
+    glob and no token truth goes through the reference LM, the SAE, judged latents, SAE labels, the
+    biLM probe, annotation by it, the four arms, robustness and the report's tables."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for folder, name, n, share in (("corpus/medical", "a.jsonl", 150, 0.6), ("corpus/general", "b.jsonl", 250, 0.0),
+                                   ("eval", "forget.jsonl", 20, 0.8), ("eval", "retain_near.jsonl", 20, 0.1),
+                                   ("eval", "retain_far.jsonl", 20, 0.0), ("eval", "attack.jsonl", 30, 0.8)):
+        (tmp_path / "resources" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "resources" / folder / name).write_text(_documents(rng, n, share))
+    config = yaml.safe_load((REPO / "config" / "files-example.yaml").read_text())
+    tiny = yaml.safe_load(TINY.read_text())
+    for key in ("tokenizer", "model", "training"):
+        config[key] = tiny[key]
+    config["ladder"] = tiny["ladder"]
+    config["experiments"]["main"]["sizes"] = ["a", "b", "c"]
+    config["classifiers"]["models"]["bilm_s"]["size"] = "b"
+    config["labels"] = {**tiny["labels"], "latents": {"min_quality": None}}
+    config["robustness"] = {**tiny["robustness"], "rmu": {**tiny["robustness"]["rmu"], "retain_documents": "all"}}
+    path = tmp_path / "files.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "--configfile", str(path), "--cores", "2")
+    results = tmp_path / "results"
+    quality = yaml.safe_load((results / "labels/sae_labels/train/quality.json").read_text())
+    # SAE labels exist; there is no token truth to score them against, so no precision is claimed.
+    assert quality["n_labelled"] > 0 and quality["n_latents"] > 0 and "precision" not in quality
+    table1 = pd.read_csv(results / "analysis/classifiers/table1.csv")
+    assert "bilm_s" in set(table1["classifier"])
+    losses = pd.read_csv(results / "analysis/main/losses.csv")
+    assert set(losses["arm"]) == {"baseline", "document", "mask", "remove"}
+    card = pd.read_csv(results / "analysis/scorecard.csv")
+    assert len(card) >= 8
+    assert (results / "analysis/robustness/table4.html").stat().st_size > 0

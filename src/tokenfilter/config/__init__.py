@@ -210,6 +210,9 @@ def _robustness_problems(config: dict[str, Any]) -> list[str]:
     robustness = config["robustness"]
     if not robustness["sizes"]:
         return []
+    if robustness["rmu"]["retain_documents"] == "no_forget" and config["data"]["source"] != "synthetic":
+        return ["config key 'robustness.rmu.retain_documents': 'no_forget' picks documents by their token ground "
+                f"truth, which data.source {config['data']['source']!r} does not have; set 'all' (every training document)"]
     ladders = [name for name, spec in config["experiments"].items() if spec["kind"] == "ladder"]
     if not ladders:
         return ["config key 'robustness.sizes': robustness attacks the main ladder series' models, and no "
