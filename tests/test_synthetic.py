@@ -244,7 +244,9 @@ def test_held_out_text_realises_held_out_sentences(small):
     results = {r.name: r for r in heldout_overlap(out["corpus"], {k: str(v) for k, v in names.items()}, 0.01)}
     for name in names:
         assert results[name].sentence_overlap < 0.01 and results[name].n_sentences > 100, results[name]
-        assert results[name].ngram_overlap < 0.05, results[name]
+        # Frames are shared with pretraining (each fact is held out in its own frame), so an 8-gram
+        # of a frame's words with a common filler recurs; the trap is about whole sentences.
+        assert results[name].ngram_overlap < 0.10, results[name]
     assert results["attack_vs_earlier_heldout"].sentence_overlap < 0.01
 
 
@@ -335,3 +337,27 @@ def test_small_worlds_allowed_by_schema_generate(tmp_path, override):
             for item in read_jsonl(default_outputs(tmp_path)[f"mcq_{domain}"]):
                 assert len(set(item["choices"])) == 4
         assert summary["n_docs"] == 30
+
+
+def test_held_out_text_uses_words_pretraining_knows(small):
+    """Held-out sentences are new, their words are not: a word pretraining never shows makes the
+    eval loss measure surprise at that word (a former world's eval loss was ~6 nats and rose with
+    training). Each fact is held out in a frame that pretraining uses for other facts."""
+    import re
+
+    from tokenfilter.data.synthetic.documents import fact_frames
+    from tokenfilter.data.synthetic.templates import RELATIONS
+
+    def words(texts):
+        return [w.lower() for t in texts for w in re.findall(r"[A-Za-z]+", t)]
+
+    known = set(words(small["corpus"]["text"]))
+    for name in [f"eval_{d}" for d in EVAL_DOMAINS] + ["attack"]:
+        held_out = words(read_corpus(small["out"][name])["text"])
+        unseen = sum(w not in known for w in held_out) / len(held_out)
+        assert unseen < 0.005, (name, unseen)
+    for relation in RELATIONS:
+        for fact_id in range(12):
+            frames = fact_frames(relation, fact_id)
+            assert frames["eval"][0] not in frames["train"] and frames["attack"][0] not in frames["train"]
+            assert frames["eval"] != frames["attack"]

@@ -83,14 +83,17 @@ def generate_synthetic(
                 subdomain=subdomain, ambiguous=ambiguous_spans(text),
             ))
 
-    # Held-out eval text per domain (the PubMed / bioRxiv / arXiv analogues), in sentence frames
-    # pretraining never uses; the forget set alternates between its two sub-domains.
-    eval_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 4]), "eval")
+    # Held-out eval text per domain (the PubMed / bioRxiv / arXiv analogues): each fact in a frame
+    # pretraining never states it in, and no sentence pretraining contains (documents.fact_frames);
+    # the forget set alternates between its two sub-domains.
+    eval_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 4]), "eval", avoid=index)
+    eval_index = derived.PretrainingIndex()  # the attacker's text must not repeat eval text either
     for domain in EVAL_DOMAINS:
         docs = []
         for i in range(params.n_eval_docs):
             subdomain = SUBDOMAINS[i % len(SUBDOMAINS)] if domain == "forget" else None
             docs.append((*eval_writer.held_out_document(domain, subdomain), subdomain))
+            eval_index.add(docs[-1][0])
         write_corpus(out[f"eval_{domain}"], (
             make_record(i, text, source_id=f"synthetic-eval-{domain}:{i}", domain=domain, split="eval",
                         kind=f"eval_{domain}", forget_spans=spans, subdomain=subdomain,
@@ -98,9 +101,10 @@ def generate_synthetic(
             for i, (text, spans, subdomain) in enumerate(docs)
         ))
 
-    # The attacker's corpus: forget-domain text in a third set of frames, disjoint from
+    # The attacker's corpus: forget-domain text with each fact in a third frame, disjoint from
     # pretraining and from every eval set (paper E9 finetunes on PubMed text no model saw).
-    attack_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 6]), "attack")
+    attack_writer = DocumentWriter(world, params.documents, np.random.default_rng([seed, 6]), "attack",
+                                   avoid=derived.AnyIndex(index, eval_index))
     attack = [(*attack_writer.held_out_document("forget", SUBDOMAINS[i % len(SUBDOMAINS)]), SUBDOMAINS[i % len(SUBDOMAINS)])
               for i in range(params.n_attack_docs)]
     write_corpus(out["attack"], (

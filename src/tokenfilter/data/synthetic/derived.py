@@ -167,6 +167,16 @@ class PretrainingIndex:
         return h in self.documents or h in self.sentences
 
 
+class AnyIndex:
+    """Several indexes as one: a text collides if it collides with any of them."""
+
+    def __init__(self, *indexes: PretrainingIndex) -> None:
+        self.indexes = indexes
+
+    def collides(self, text: str) -> bool:
+        return any(index.collides(text) for index in self.indexes)
+
+
 def find_collisions(index: PretrainingIndex, texts: Iterable[str]) -> list[int]:
     """Positions of the texts that occur in the pretraining corpus."""
     return [i for i, text in enumerate(texts) if index.collides(text)]

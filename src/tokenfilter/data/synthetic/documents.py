@@ -76,13 +76,17 @@ class DocumentWriter:
     sentence templates (``train`` for pretraining, ``eval`` for held-out eval text, ``attack``
     for the attacker's finetuning corpus)."""
 
-    def __init__(self, world: World, params: DocumentParams, rng: np.random.Generator, partition: str = "train"):
+    def __init__(self, world: World, params: DocumentParams, rng: np.random.Generator, partition: str = "train",
+                 avoid=None):
         if partition not in PARTITIONS:
             raise ValueError(f"partition {partition!r} is not one of {PARTITIONS}")
         self.world = world
         self.p = params
         self.rng = rng
         self.partition = partition
+        # Held-out writers redraw a fact-free sentence that pretraining already contains
+        # (a derived.PretrainingIndex of the training corpus).
+        self.avoid = avoid
         self._cum_weights: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     # --- sampling helpers -------------------------------------------------------------------
@@ -123,9 +127,25 @@ class DocumentWriter:
     def fact_sentence(self, fact_id: int) -> str:
         fact = self.world.facts[fact_id]
         relation = self.world.relations[fact.relation]
-        return self._fill(self._pick(relation.statements[self.partition]), {"s": fact.subject, "o": fact.object})
+        frames = fact_frames(relation, fact_id)[self.partition]
+        return self._fill(self._pick(frames), {"s": fact.subject, "o": fact.object})
+
+    def _held_out(self, draw) -> str:
+        """A sentence from ``draw()``, redrawn (up to 100 times) while pretraining contains it."""
+        text = draw()
+        for _ in range(100):
+            if self.avoid is None or not self.avoid.collides(text):
+                break
+            text = draw()
+        return text
+
+    def discourse_sentence(self, domain: str) -> str:
+        return self._held_out(lambda: self._fill(self._pick(_pooled(DISCOURSE[domain]))))
 
     def filler_sentence(self) -> str:
+        return self._held_out(self._filler_sentence)
+
+    def _filler_sentence(self) -> str:
         r = self.rng
 
         def word(match: re.Match) -> str:
@@ -136,7 +156,7 @@ class DocumentWriter:
             choice = pool[int(np.searchsorted(_zipf_cdf(len(pool)), r.random(), side="right"))]
             return choice[:1].upper() + choice[1:] if slot[0].isupper() else choice
 
-        text = _SLOT.sub(word, self._pick(FILLER_TEMPLATES[self.partition]))
+        text = _SLOT.sub(word, self._pick(_pooled(FILLER_TEMPLATES)))
         return _ARTICLE.sub(r"\1n \2", text)
 
     def retain_sentence(self, domain: str, mixed_only: bool | None) -> Sentence:
@@ -144,14 +164,14 @@ class DocumentWriter:
         if u < self.p.fact_share:
             return self.fact_sentence(self._fact_index(domain, mixed_only)), []
         if u < self.p.fact_share + self.p.discourse_share:
-            return self._fill(self._pick(DISCOURSE[domain][self.partition])), []
+            return self.discourse_sentence(domain), []
         return self.filler_sentence(), []
 
     def medical_sentence(self, subdomain: str | None = None) -> Sentence:
         if self.rng.random() < self.p.medical_fact_share:
             text = self.fact_sentence(self._fact_index("forget", None, subdomain))
         else:
-            text = self._fill(self._pick(DISCOURSE["forget"][self.partition]))
+            text = self.discourse_sentence("forget")
         return text, [(0, len(text))]
 
     def light_mention(self, domain: str) -> Sentence:
@@ -258,6 +278,26 @@ class DocumentWriter:
         """A pure document of ``domain`` drawing on ALL its facts (mixed-only included), in this
         writer's partition (held-out eval text, or the attacker's corpus)."""
         return self.compose(self.pure(domain, None, subdomain))
+
+
+def fact_frames(relation, fact_id: int) -> dict[str, list[str]]:
+    """The sentence frames that state fact ``fact_id`` in each partition. All frames of the
+    relation are pooled; each fact gets one eval frame and one attack frame of its own, and
+    pretraining states it in the others. So every frame (and every word) occurs in pretraining,
+    while a held-out sentence of a fact is one pretraining never contains. (A first version gave
+    each partition its own frames; the eval frames then held words pretraining never saw, and a
+    model's eval loss measured its surprise at those words, not what it knew.)"""
+    frames = _pooled(relation.statements)
+    n = len(frames)
+    eval_at = fact_id % n
+    attack_at = (eval_at + 1 + (fact_id // n) % (n - 1)) % n
+    return {"eval": [frames[eval_at]], "attack": [frames[attack_at]],
+            "train": [f for k, f in enumerate(frames) if k not in (eval_at, attack_at)]}
+
+
+def _pooled(by_partition: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Every partition's frames in one tuple, in partition order."""
+    return tuple(t for part in PARTITIONS for t in by_partition[part])
 
 
 def ambiguous_spans(text: str) -> list[Span]:

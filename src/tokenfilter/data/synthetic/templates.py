@@ -4,12 +4,15 @@ Templates fill ``{s}`` (subject) and ``{o}`` (object) of a fact, or named entity
 ``{disease}``. Square brackets in a light-mention template mark the part that is forget text,
 so a medical clause inside a biography sentence gets an exact character span.
 
-**Partitions.** Every sentence template belongs to one of three partitions: ``train`` (the
-pretraining corpus), ``eval`` (held-out eval text) and ``attack`` (the attacker's finetuning
-corpus). Eval and attack documents state the same facts as pretraining in sentences pretraining
-never contains: they measure knowledge of the domain, not memory of a finite set of sentences.
-(A first world realised eval text from the training templates, and 61-80% of its sentences
-occurred verbatim in training.)
+**Partitions.** Templates are listed in three partitions, ``train``, ``eval`` and ``attack``, but
+the writer pools them: every fact gets one eval frame and one attack frame of its own and
+pretraining states it in the others (``documents.fact_frames``), and held-out fact-free sentences
+are redrawn while pretraining contains them. Eval and attack documents then state the same facts
+as pretraining in sentences pretraining never contains, in words it knows: they measure knowledge
+of the domain, not memory of a finite set of sentences, nor surprise at unseen words. (The first
+world realised eval text from the training templates, and 61-80% of its sentences occurred
+verbatim in training; the second gave each partition frames of its own, whose words pretraining
+never saw, and every model's eval loss was near 6 nats and rose with training.)
 
 **Ambiguous words** ("culture", "host", "cell", "virus", "resistance", "treatment", "infection",
 "strain", "pressure", "tissue", "dose", "vector", and symptom words such as "fever" or
