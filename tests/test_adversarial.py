@@ -176,6 +176,16 @@ def test_claims_hold_when_every_seed_agrees_and_are_inconclusive_inside_the_spre
     assert set(reverse[reverse["claim"].str.startswith("RMU is recovered")]["verdict"]) == {FAILS}
 
 
+def test_an_rmu_that_missed_its_bar_decides_nothing(tmp_path):
+    """Recovering an unlearning that did not unlearn says nothing about robustness: the ordering
+    claims are inconclusive however clear the tokens to parity are."""
+    rmu = pd.DataFrame({"size": ["s"] * 3, "replicate": [0, 1, 2], "passes_bar": [False, True, True]})
+    claims = robustness_claims(_table(tmp_path, [100, 110, 90], [1000, 1300, 900]), rmu)
+    ordering = claims[claims["claim"].str.startswith("RMU is recovered")]
+    assert set(ordering["verdict"]) == {INCONCLUSIVE}
+    assert ordering["why"].str.contains("missed its bar").all()
+
+
 def test_lower_bounds_are_kept_and_said(tmp_path):
     table = _table(tmp_path, [100, 110, 90], [1000, 1300, 900], reached=False)
     assert len(table) == 12 and not table[table["target"] == "mask"]["reached"].any()

@@ -264,3 +264,12 @@ def test_canonical_params_do_not_depend_on_key_order():
     b = {"a": {"x": 0, "y": [{"p": 2, "q": 1}]}, "b": 1}
     # Equal as dicts, but their text (what Snakemake compares) differs with key order.
     assert repr(a) != repr(b) and repr(canonical(a)) == repr(canonical(b))
+
+
+def test_classifier_names_must_exist(cfg):
+    cfg["filters"]["classifier"]["classifier"] = "nope"
+    cfg["classifiers"]["weak_to_strong"] = {"weak": "context_free", "strong": "missing"}
+    message = error_of(cfg)
+    assert "'filters.classifier.classifier': 'nope' is not under classifiers.models" in message
+    assert "'classifiers.weak_to_strong.weak': 'context_free' is context-free" in message
+    assert "'classifiers.weak_to_strong.strong': 'missing' is not under classifiers.models" in message

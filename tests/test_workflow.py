@@ -99,8 +99,8 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
     # check_rmu evaluates text too (RMU's before/after losses) and the robustness table reads it.
     assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "plot_compute_loss", "plot_slowdown",
-                         "compare_pareto", "compare_filters", "check_rmu", "summarize_robustness", "scorecard",
-                         "summarize_timings", "all"}, jobs
+                         "compare_pareto", "compare_filters", "compare_classifiers", "check_rmu",
+                         "summarize_robustness", "scorecard", "summarize_timings", "all"}, jobs
     from tokenfilter.config import load_config
     from tokenfilter.config.experiments import all_runs
 
@@ -134,7 +134,7 @@ def test_report_is_one_self_contained_html(tiny_run):
     assert "System Message" not in html and "Duplicate explicit target" not in html
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml", "config/files-example.yaml"])
 def test_dry_run_of_the_shipped_configs(tmp_path, config):
     proc = snakemake(tmp_path, "--configfile", str(REPO / config), "-n")
     jobs = planned_jobs(proc.stdout)
@@ -184,8 +184,11 @@ def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
     # A real corpus has no token truth: the classifiers learn from SAE labels, and the parts of the
     # capability stage that read the built-in world are off.
     config["classifiers"]["models"] = {"bilm_b": {"features": "bilm", "size": "b", "labels": "sae"}}
+    config["classifiers"].pop("weak_to_strong", None)
     config.pop("capabilities", None)
-    del config["experiments"]["perfect_filter"]
+    config["robustness"]["rmu"]["retain_documents"] = "all"  # no token truth to choose retain documents by
+    for series in ("perfect_filter", "classifier_filters"):  # they name filters of the built-in world
+        del config["experiments"][series]
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

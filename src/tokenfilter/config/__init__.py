@@ -185,6 +185,7 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                 problems.append(f"config key 'experiments.{series}.variants.{variant}.filter': {name!r} is not a "
                                 f"filter; defined filters: {sorted(filters)}")
     problems += _arm_setting_problems(config)
+    problems += _classifier_problems(config)
     problems += _robustness_problems(config)
     problems += _capabilities_problems(config)
     if data["source"] in ("huggingface", "files"):
@@ -202,6 +203,27 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
     fit = config["analysis"].get("fit_sizes")
     if fit:
         problems += [f"config key 'analysis.fit_sizes': {s!r} is not a ladder size" for s in fit if s not in ladder]
+    return problems
+
+
+def _classifier_problems(config: dict[str, Any]) -> list[str]:
+    """Names that must refer to defined classifiers: a classifier filter's, and weak-to-strong's
+    (whose two classifiers read features, so neither may be context-free)."""
+    models = config.get("classifiers", {}).get("models", {})
+    problems = [f"config key 'filters.{name}.classifier': {spec.get('classifier')!r} is not under classifiers.models "
+                f"({sorted(models)})" for name, spec in config["filters"].items()
+                if spec["kind"] == "classifier" and spec.get("classifier") not in models]
+    w2s = config.get("classifiers", {}).get("weak_to_strong", {})
+    for side in ("weak", "strong"):
+        name = w2s.get(side)
+        if name is None:
+            continue
+        if name not in models:
+            problems.append(f"config key 'classifiers.weak_to_strong.{side}': {name!r} is not under classifiers.models "
+                            f"({sorted(models)})")
+        elif models[name]["features"] == "context_free":
+            problems.append(f"config key 'classifiers.weak_to_strong.{side}': {name!r} is context-free; weak-to-strong "
+                            "compares probes on two models' features")
     return problems
 
 

@@ -163,7 +163,9 @@ def robustness_claims(table: pd.DataFrame, rmu: pd.DataFrame) -> pd.DataFrame:
         elif bounds:
             why += f"; {TARGET_NAMES[target]} did not reach parity for seed(s) {bounds} (lower bounds: the ratio is at least this)"
         if passed is False:
-            why += "; RMU missed its bar (not a strong unlearning at this size)"
+            # The rule: without an unlearning that passes its bar the comparison means nothing.
+            verdict, why = INCONCLUSIVE, ("RMU missed its bar at this size (forget loss not up by the required nats, "
+                                          "or retain loss up too much), so recovering it says nothing; " + why)
         measured = (f"tokens to parity at {size} over {len(common)} seeds: RMU {rmu_runs['tokens_to_parity'].mean():,.0f}, "
                     f"{TARGET_NAMES[target]} {arm['tokens_to_parity'].mean():,.0f} (ratio {np.exp(margin):.3g}×, "
                     f"ln-ratio range {spread:.3f})")
