@@ -157,12 +157,16 @@ def _summary(path, target, size, setting, k, tokens, reached, start=5.0, params=
 
 
 def _table(tmp_path, rmu_tokens, arm_tokens, reached=True, rmu_start=9.0):
+    return parity_table(_table_paths(tmp_path, rmu_tokens, arm_tokens, reached, rmu_start))
+
+
+def _table_paths(tmp_path, rmu_tokens, arm_tokens, reached=True, rmu_start=9.0):
     paths = []
     for k, (r, a) in enumerate(zip(rmu_tokens, arm_tokens)):
         paths.append(_summary(tmp_path / f"rmu{k}.json", "rmu", "s", "lr0.001_wd0.01", k, r, True, rmu_start))
         for target in ("document", "mask", "remove"):
             paths.append(_summary(tmp_path / f"{target}{k}.json", target, "s", "lr0.001_wd0.01", k, a, reached))
-    return parity_table(paths)
+    return paths
 
 
 def test_claims_hold_when_every_seed_agrees_and_are_inconclusive_inside_the_spread(tmp_path):
@@ -184,6 +188,18 @@ def test_an_rmu_that_missed_its_bar_decides_nothing(tmp_path):
     ordering = claims[claims["claim"].str.startswith("RMU is recovered")]
     assert set(ordering["verdict"]) == {INCONCLUSIVE}
     assert ordering["why"].str.contains("missed its bar").all()
+
+
+def test_claims_pair_seeds_on_the_setting_every_seed_ran(tmp_path):
+    """The sweep runs seed 0 at several settings and the other seeds at the configured one; the
+    claims read the configured setting over all seeds, not the sweep's fastest on seed 0 alone."""
+    paths = _table_paths(tmp_path, [100, 110, 90], [1000, 1300, 900])
+    for target in ("document", "mask", "remove", "rmu"):  # a faster sweep setting, seed 0 only
+        paths.append(_summary(tmp_path / f"fast_{target}.json", target, "s", "lr0.01_wd0.01", 0, 50, True))
+    claims = robustness_claims(parity_table(paths), pd.DataFrame())
+    ordering = claims[claims["claim"].str.startswith("RMU is recovered")]
+    assert ordering["measured"].str.contains("over 3 seeds").all(), ordering["measured"].tolist()
+    assert set(ordering["verdict"]) == {HOLDS}
 
 
 def test_lower_bounds_are_kept_and_said(tmp_path):

@@ -55,11 +55,17 @@ def chosen_settings(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """The attack run of the chosen setting for every (target, size)."""
-    chosen = chosen_settings(table)
-    keep = chosen[["target", "size", "lr", "weight_decay"]]
-    return table.merge(keep, on=["target", "size", "lr", "weight_decay"])
+def seeded_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, size), the runs of the setting that the most attack seeds ran: the configured
+    setting, which every seed runs, while the sweep's other settings have seed 0 only. Claims and
+    figures pair seeds on it; among settings with as many seeds, the sweep's fastest (Table 4)."""
+    counts = (table.groupby(["target", "size", "lr", "weight_decay"])["replicate"].nunique()
+              .rename("seeds").reset_index())
+    fastest = chosen_settings(table)[["target", "size", "lr", "weight_decay"]].assign(fastest=True)
+    counts = counts.merge(fastest, how="left", on=["target", "size", "lr", "weight_decay"])
+    counts["fastest"] = counts["fastest"].eq(True)
+    counts = counts.sort_values(["seeds", "fastest"], ascending=False).drop_duplicates(["target", "size"])
+    return table.merge(counts[["target", "size", "lr", "weight_decay"]], on=["target", "size", "lr", "weight_decay"])
 
 
 def plot_parity(best: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -130,7 +136,7 @@ def robustness_claims(table: pd.DataFrame, rmu: pd.DataFrame) -> pd.DataFrame:
     from tokenfilter.analysis.scorecard import decide
 
     rows = []
-    best = best_runs(table) if not table.empty else table
+    best = seeded_runs(table) if not table.empty else table
     if best.empty:
         for target, paper in PAPER_RATIOS.items():
             rows.append(_row(f"RMU is recovered with fewer finetuning tokens than {TARGET_NAMES[target]}",
