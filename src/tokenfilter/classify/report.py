@@ -290,14 +290,17 @@ def plot_weak_to_strong(table: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
+NO_GAIN = 0.05  # accuracy: a student "does not beat" its teacher when it gains less than this
+
+
 def weak_to_strong_claims(table: pd.DataFrame, weak: str | None, strong: str | None) -> pd.DataFrame:
     """E17: the strong student beats its weak teacher for token probes, and not for document
-    probes. The margin is the student's accuracy gain averaged over the amounts; its spread is two
-    standard errors of that mean (binomial errors of both accuracies on the test examples, taken as
+    probes (a gain below :data:`NO_GAIN`). The margin is the student's accuracy gain averaged over
+    the amounts (for documents, the bar minus it); its spread is two standard errors of that mean (binomial errors of both accuracies on the test examples, taken as
     independent: conservative, since the two are scored on the same examples)."""
     source, paper = "Fig 15", "token probes generalise weak-to-strong, document probes do not (§6.3, Fig 15)"
     claims = [("token", "Token probes generalise weak-to-strong: a strong probe trained on a weak probe's labels beats the weak probe"),
-              ("document", "Document probes do not generalise weak-to-strong: the strong student does not beat its weak teacher")]
+              ("document", f"Document probes do not generalise weak-to-strong: the strong student gains less than {NO_GAIN} accuracy over its weak teacher")]
     rows = []
     for level, claim in claims:
         part = table[table["level"] == level] if not table.empty else table
@@ -319,14 +322,11 @@ def weak_to_strong_claims(table: pd.DataFrame, weak: str | None, strong: str | N
             why = f"gain {mean:+.3f} against ± {two_se:.3f} (2 SE)"
             rows.append(_row(claim, paper, source, verdict, measured, mean, two_se, why, f"{two_se:.3f} accuracy"))
         else:
-            # "No gain" is only a finding when a gain of 0.05 would have been seen.
-            if mean > two_se:
-                verdict, why = FAILS, f"the student gains {mean:+.3f}, beyond ± {two_se:.3f} (2 SE)"
-            elif two_se < 0.05:
-                verdict, why = HOLDS, f"gain {mean:+.3f} within ± {two_se:.3f} (2 SE), which resolves a gain of 0.05"
-            else:
-                verdict, why = INCONCLUSIVE, f"± {two_se:.3f} (2 SE) cannot resolve a gain of 0.05"
-            rows.append(_row(claim, paper, source, verdict, measured, -mean, two_se, why, f"{two_se:.3f} accuracy"))
+            # "No gain" as a measurable claim: the gain is below 0.05 accuracy, by more than its noise.
+            margin = NO_GAIN - mean
+            verdict = HOLDS if margin > two_se else FAILS if margin < -two_se else INCONCLUSIVE
+            why = f"gain {mean:+.3f} against the bar {NO_GAIN} (margin {margin:+.3f}, ± {two_se:.3f} = 2 SE)"
+            rows.append(_row(claim, paper, source, verdict, measured, margin, two_se, why, f"{two_se:.3f} accuracy"))
     return pd.DataFrame(rows)
 
 
