@@ -2,10 +2,8 @@
 
 from pathlib import Path
 
-import numpy as np
 
-from tokenfilter.classify.pipeline import PARTS, LabelledData, fit_classifier
-from tokenfilter.data.shards import TokenShard
+from tokenfilter.classify.pipeline import PARTS, LabelledData, fit_classifier, training_labels
 from tokenfilter.judge import make_judge
 from tokenfilter.logs import setup_job_logging
 
@@ -13,10 +11,7 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = setup_job_logging(sm.log[0])
 spec = sm.params.spec
 shards = dict(zip(PARTS, sm.input.shards))
-if spec["labels"] == "truth":
-    labels = {part: np.asarray(TokenShard.open(shards[part]).labels) for part in PARTS}
-else:
-    labels = {part: np.load(path) for part, path in zip(PARTS, sm.input.labels)}
+labels = training_labels(spec["labels"], shards, sm.input.labels)
 data = LabelledData.load(shards, labels, dict(zip(PARTS, sm.input.docs)))
 document = {"max_tokens": sm.params.document_max_tokens} if spec["document_probe"] and spec["features"] != "context_free" else None
 metrics = fit_classifier(spec["features"], sm.params.models, data, Path(sm.output.classifier).parent, sm.output.metrics,

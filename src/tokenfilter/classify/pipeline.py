@@ -59,6 +59,15 @@ class LabelledData:
         return cls(shards, labels, truth, documents)
 
 
+def training_labels(source: str, shard_dirs: dict[str, str | os.PathLike],
+                    label_files: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
+    """{part: labels} a classifier learns from: the shards' ground truth for ``source`` "truth",
+    else one saved label array per part (``label_files`` in :data:`PARTS` order)."""
+    if source == "truth":
+        return {part: np.asarray(TokenShard.open(shard_dirs[part]).labels) for part in PARTS}
+    return {part: np.load(path) for part, path in zip(PARTS, label_files)}
+
+
 # --- training labels ---------------------------------------------------------------------------------------
 
 def judged_labels(docs_path: str | os.PathLike, shard: TokenShard, tokenizer, level: str, judge: Judge
