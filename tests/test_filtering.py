@@ -162,3 +162,74 @@ def test_make_plan_resolves_fraction_and_delay():
 def test_document_arm_rejects_token_modifiers():
     with pytest.raises(ConfigError, match="token arms only"):
         FilterPlan("document", document_threshold=0.5, delay_steps=3)
+
+
+# --- structured label noise (the label-noise ablation's second error model) -------------------
+
+def _world_like_labels(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels with forget spans of 3-30 tokens, ~2% ambiguous tokens and an EOT every ~200."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(n, dtype=np.uint8)
+    i = 0
+    while i < n:
+        i += int(rng.integers(5, 60))
+        length = int(rng.integers(3, 30))
+        labels[i:i + length] = 1
+        i += length
+    ambiguous = (rng.random(n) < 0.02).astype(np.uint8)
+    eot = np.zeros(n, dtype=bool)
+    eot[::200] = True
+    labels[eot] = 0
+    return labels, ambiguous, eot
+
+
+def test_hard_tokens_are_span_edges_and_ambiguous_words():
+    from tokenfilter.filtering.noise import hard_tokens
+
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=np.uint8)
+    ambiguous = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 0], dtype=np.uint8)
+    eot = np.zeros(10, dtype=bool)
+    eot[9] = True
+    hard = hard_tokens(labels, ambiguous, eot)
+    # Edges: retain token 1 and forget token 2 meet; forget token 4 and retain token 5 meet.
+    assert hard.nonzero()[0].tolist() == [1, 2, 4, 5, 7]
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.2, 0.45])
+def test_structured_noise_hits_its_rate_and_puts_errors_where_it_says(rate):
+    """The generator's flips: expected share = rate; every flip on a hard token while rate <= the
+    hard share h; above it, every hard token flipped and the rest spread uniformly."""
+    from tokenfilter.filtering.noise import hard_tokens
+
+    labels, ambiguous, eot = _world_like_labels(400_000)
+    hard = hard_tokens(labels, ambiguous, eot)
+    share = hard.sum() / np.count_nonzero(~eot)
+    assert 0.05 < share < 0.2
+    plan = FilterPlan("mask", token_threshold=0.5, noise=rate, noise_seed=11, noise_structure="structured",
+                      noise_hard_share=float(share))
+    positions = np.arange(len(labels))
+    truth = labels.astype(bool)
+    flags = forget_flags(plan, labels.astype(np.float32), positions, 0, eot, hard)
+    errors = flags != truth
+    assert not errors[eot].any()
+    assert abs(errors[~eot].mean() - rate) < 0.004  # ~5 SE at n = 400k
+    if rate <= share:
+        assert not errors[~hard].any()
+        assert abs(errors[hard].mean() - rate / share) < 0.01
+    else:
+        assert errors[hard].all()
+        easy = ~hard & ~eot
+        assert abs(errors[easy].mean() - (rate - share) / (1 - share)) < 0.005
+    # Uniform noise at the same rate spreads its errors: the hard tokens get only their share.
+    uniform = forget_flags(FilterPlan("mask", token_threshold=0.5, noise=rate, noise_seed=11), labels.astype(np.float32),
+                           positions, 0, eot) != truth
+    assert abs(uniform[hard].mean() - rate) < 0.01
+    # Deterministic per position: the same tokens flip whenever they are read.
+    again = forget_flags(plan, labels[1000:3000].astype(np.float32), positions[1000:3000], 5, eot[1000:3000],
+                         hard[1000:3000])
+    assert np.array_equal(again, flags[1000:3000])
+
+
+def test_structured_noise_without_truth_is_refused():
+    with pytest.raises(ConfigError, match="ground-truth"):
+        FilterPlan("mask", token_threshold=0.5, noise=0.1, noise_structure="structured")

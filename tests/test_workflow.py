@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
+    # Local runs name their cores (the workflow profile does not: it would cap SLURM jobs' threads).
+    cores = [] if "--profile" in args else ["--cores", "all"]
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *cores, *args], capture_output=True, text=True,
                           cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -145,6 +147,42 @@ def test_dry_run_through_the_slurm_profile(tmp_path):
     shutil.copytree(REPO / "slurm", tmp_path / "slurm")
     proc = snakemake(tmp_path, "--profile", "slurm", "--configfile", str(REPO / "config/paper.yaml"), "-n")
     assert planned_jobs(proc.stdout)["pretrain"] >= 20
+
+
+def _planned(output: str, rule: str) -> list[dict[str, str]]:
+    """Each planned job of ``rule`` in a dry run's output: its wildcards, threads and resources."""
+    jobs = []
+    for block in re.split(r"\n(?=\[|rule |localrule )", output):
+        if not re.match(rf"(local)?rule {rule}:", block.strip()):
+            continue
+        fields = dict(re.findall(r"^\s+(wildcards|threads|resources): (.*)$", block, flags=re.M))
+        jobs.append(fields)
+    return jobs
+
+
+def test_slurm_jobs_ask_for_the_gpus_and_cpus_their_config_gives(tmp_path):
+    """Every pretraining job of paper.yaml asks for its ladder entry's GPUs and CPUs (no profile
+    default overrides the CPUs), jobs that train a saved model ask for one GPU and its share of
+    CPUs, and evaluation for the evaluation section's."""
+    shutil.copytree(REPO / "slurm", tmp_path / "slurm")
+    proc = snakemake(tmp_path, "--profile", "slurm", "--configfile", str(REPO / "config/paper.yaml"), "-n")
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert "cpus_per_task" not in proc.stdout
+    pretrain = _planned(proc.stdout, "pretrain")
+    assert pretrain
+    for job in pretrain:
+        size = re.search(r"size=([^,]+)", job["wildcards"]).group(1)
+        own = {**paper["training"].get("resources", {}), **paper["ladder"][size].get("resources", {})}
+        assert int(job.get("threads", 1)) == own["cpus"], (size, job)
+        assert f"gpu={own['gpu']}" in job["resources"], (size, job)
+    for rule in ("attack", "posttrain", "train_right_half"):
+        for job in _planned(proc.stdout, rule):
+            size = re.search(r"size=([^,]+)", job["wildcards"]).group(1)
+            own = {**paper["training"].get("resources", {}), **paper["ladder"][size].get("resources", {})}
+            assert "gpu=1" in job["resources"] and int(job.get("threads", 1)) == own["cpus"] // own["gpu"], (rule, job)
+    evaluation = paper["evaluation"]["resources"]
+    for job in _planned(proc.stdout, "evaluate_text"):
+        assert int(job.get("threads", 1)) == evaluation["cpus"] and f"gpu={evaluation['gpu']}" in job["resources"]
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

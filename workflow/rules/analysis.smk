@@ -159,6 +159,63 @@ rule compare_classifiers:
         "../scripts/compare_classifiers.py"
 
 
+rule analyze_sweep:
+    input:
+        table="results/analysis/{series}/losses.csv",
+        slowdowns="results/analysis/{series}/slowdowns.csv",
+        main=lambda wc: f"results/analysis/{series_of_kind(config, 'ladder')[0]}/losses.csv",
+        summaries=lambda wc: [f"{run.path('pretrain')}/summary.json" for run in series_runs(config, wc.series) if run.arm != "baseline"],
+    output:
+        csv="results/analysis/{series}/sweep.csv",
+        html=report("results/analysis/{series}/sweep.html", caption="../report/sweep.rst", category=series_category, labels=series_labels("sweep (table)")),
+        figure=report("results/analysis/{series}/sweep.png", caption="../report/sweep.rst", category=series_category, labels=series_labels("slowdown vs setting (Figs 12, 13, 22)")),
+        frontier=report("results/analysis/{series}/sweep_frontier.png", caption="../report/sweep_frontier.rst", category=series_category, labels=series_labels("frontier by setting (Fig 23)")),
+        claims="results/analysis/{series}/sweep_claims.csv",
+    params:
+        kind=lambda wc: series_kind(config, wc.series),
+        variants=lambda wc: canonical(config["experiments"][wc.series].get("variants") or {}),
+    log:
+        "results/logs/analysis/{series}/analyze_sweep.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/analyze_sweep.tsv"
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/analyze_sweep.py"
+
+
+rule analyze_lr_sweep:
+    input:
+        table="results/analysis/{series}/losses.csv",
+        # Run-to-run noise from the main series' seeds, unless the main series trains with this
+        # sweep's table (which would make a cycle).
+        main=lambda wc: [] if config["training"]["hparams_from"] or not series_of_kind(config, "ladder")
+        else f"results/analysis/{series_of_kind(config, 'ladder')[0]}/losses.csv",
+    output:
+        table="results/analysis/{series}/table2.csv",
+        html=report("results/analysis/{series}/table2.html", caption="../report/lr_sweep.rst", category=series_category, labels=series_labels("best hyperparameters (Table 2)")),
+        figure=report("results/analysis/{series}/lr_sweep.png", caption="../report/lr_sweep.rst", category=series_category, labels=series_labels("loss vs learning rate (E0)")),
+        claims="results/analysis/{series}/lr_sweep_claims.csv",
+    params:
+        variants=lambda wc: canonical(config["experiments"][wc.series].get("variants") or {}),
+        ladder=canonical(config["ladder"]),
+        default_mup=config["model"]["mup_base_width"],
+    log:
+        "results/logs/analysis/{series}/analyze_lr_sweep.log",
+    benchmark:
+        "results/benchmarks/analysis/{series}/analyze_lr_sweep.tsv"
+    resources:
+        mem_mb=ANALYSIS["mem_mb"],
+        runtime=ANALYSIS["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/analyze_lr_sweep.py"
+
+
 rule tabulate_filter_quality:
     input:
         summaries=[f"{run.path('pretrain')}/summary.json" for run in all_runs(config) if run.arm != "baseline"],

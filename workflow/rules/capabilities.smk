@@ -118,7 +118,9 @@ rule posttrain:
         "results/logs/capabilities/posttrain/{stage}/{arm}/{size}/{replicate}.log",
     benchmark:
         "results/benchmarks/capabilities/posttrain/{stage}/{arm}/{size}/{replicate}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
         mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
         runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
     conda:

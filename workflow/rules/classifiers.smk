@@ -20,7 +20,9 @@ rule train_right_half:
         "results/logs/classifiers/train_right_half_{size}.log",
     benchmark:
         "results/benchmarks/classifiers/right_half/{size}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
         mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
         runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
     conda:
@@ -42,7 +44,9 @@ rule train_encoder:
         "results/logs/classifiers/train_encoder_{size}.log",
     benchmark:
         "results/benchmarks/classifiers/encoder/{size}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
         mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
         runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
     conda:

@@ -58,6 +58,15 @@ def resources_of(section):
 ANALYSIS = resources_of("analysis")
 
 
+def finetune_resources(size):
+    """GPUs and CPUs of a job that trains or reads a saved model of ``size`` in one process (biLM
+    halves, the encoder, RMU, attacks, post-training): one of the size's GPUs, with its share of
+    the size's CPUs (pretraining alone runs several GPUs, under torchrun)."""
+    own = size_resources(config, size)
+    gpus = max(1, own["gpu"])
+    return {"gpu": min(1, own["gpu"]), "cpus": max(1, own["cpus"] // gpus)}
+
+
 def corpus_of_split(wildcards):
     """Token shards of the training corpus come from its splits; eval shards from their own files."""
     if wildcards.split.startswith("eval_"):
@@ -92,6 +101,14 @@ def scores_of_run(wildcards):
     return [] if name is None else [f"results/annotate/{name}"]
 
 
+def hparams_of_run(wildcards):
+    """The learning-rate sweep's Table 2 when `training.hparams_from` names one (not for the sweep's own runs)."""
+    source = config["training"]["hparams_from"]
+    if source is None or series_kind(config, wildcards.series) == "lr_sweep":
+        return []
+    return f"results/analysis/{source}/table2.csv"
+
+
 def train_spec_of(wildcards):
     # A function of the wildcards only: Snakemake compares params that depend on `input` only
     # when the job runs, so a changed spec would not trigger a rerun.
@@ -110,7 +127,7 @@ def series_labels(what):
 def series_table_runs(series):
     """A series' runs plus every baseline the workflow trains: slowdowns are read off the whole
     baseline ladder even for a series at one size (as the paper's threshold and noise sweeps are)."""
-    baselines = {run for run in all_runs(config) if run.arm == "baseline"}
+    baselines = {run for run in all_runs(config) if run.arm == "baseline" and run.series == BASELINE_SERIES}
     return sorted(set(series_runs(config, series)) | baselines)
 
 
@@ -133,10 +150,17 @@ def scorecard_inputs(wildcards):
 # Figures each kind of series draws besides the common ones (rules in analysis.smk).
 KIND_FIGURES = {
     "ladder": ["compute_loss.png", "slowdown.png"],
-    "thresholds": ["pareto.png"],
+    "thresholds": ["pareto.png", "sweep.png", "sweep_frontier.png", "sweep.html"],
     "filter": ["filter_comparison.png"],
     "classifiers": ["classifier_filters.png", "classifier_filters.html"],
+    "noise": ["sweep.png", "sweep_frontier.png", "sweep.html"],
+    "delay": ["sweep.png", "sweep_frontier.png", "sweep.html"],
+    "lr_sweep": ["lr_sweep.png", "table2.html"],
 }
+# Kinds whose runs are not filtering experiments: no slowdowns, frontier or learning-curve pages.
+NO_SERIES_ANALYSIS = ("lr_sweep",)
+# Sweep kinds (tokenfilter.analysis.sweeps); a thresholds series across sizes is also read as one (Fig 13).
+SWEEP_KINDS = ("noise", "delay", "thresholds")
 
 
 def stage_claims():
@@ -146,6 +170,8 @@ def stage_claims():
         claims.append("results/analysis/classifiers/claims.csv")
     claims += weak_to_strong_outputs()[-1:]
     claims += [f"results/analysis/{s}/classifier_filters_claims.csv" for s in series_of_kind(config, "classifiers")]
+    claims += [f"results/analysis/{s}/sweep_claims.csv" for kind in SWEEP_KINDS for s in series_of_kind(config, kind)]
+    claims += [f"results/analysis/{s}/lr_sweep_claims.csv" for s in series_of_kind(config, "lr_sweep")]
     if config["robustness"]["sizes"]:
         claims.append("results/analysis/robustness/claims.csv")
     claims += capability_claims()
@@ -218,10 +244,12 @@ def benchmark_files():
         files.append(f"{bench}/annotate/{name}/gather.tsv")
     for run in all_runs(config):
         files += [f"{bench}/pretrain/{run.name}.tsv", f"{bench}/evaluate/{run.name}.tsv"]
-    kind_rules = {"ladder": ["plot_compute_loss", "plot_slowdown"], "thresholds": ["compare_pareto"],
-                  "filter": ["compare_filters"], "classifiers": ["compare_classifiers"]}
+    kind_rules = {"ladder": ["plot_compute_loss", "plot_slowdown"], "thresholds": ["compare_pareto", "analyze_sweep"],
+                  "filter": ["compare_filters"], "classifiers": ["compare_classifiers"], "noise": ["analyze_sweep"],
+                  "delay": ["analyze_sweep"], "lr_sweep": ["analyze_lr_sweep"]}
     for series in SERIES:
-        for rule_name in ["tabulate_losses", "analyze_series"] + kind_rules[series_kind(config, series)]:
+        common = ["tabulate_losses"] + ([] if series_kind(config, series) in NO_SERIES_ANALYSIS else ["analyze_series"])
+        for rule_name in common + kind_rules[series_kind(config, series)]:
             files.append(f"{bench}/analysis/{series}/{rule_name}.tsv")
     files += classifier_benchmark_files(bench)
     for target, size, setting, k in attack_runs(config):
@@ -241,8 +269,9 @@ def all_targets():
     if config["data"]["source"] == "synthetic":
         targets.append("results/data/stats.json")
     for series in SERIES:
-        targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
-                                                                      "learning_curves.png"]]
+        if series_kind(config, series) not in NO_SERIES_ANALYSIS:
+            targets += [f"results/analysis/{series}/{name}" for name in ["slowdowns.html", "frontier.png",
+                                                                          "learning_curves.png"]]
         targets += [f"results/analysis/{series}/{name}" for name in KIND_FIGURES[series_kind(config, series)]]
     if config["classifiers"]["models"]:
         targets += [f"results/analysis/classifiers/{name}" for name in ["table1.html", "sae_label_quality.html",

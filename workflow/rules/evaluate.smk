@@ -19,6 +19,7 @@ rule evaluate_text:
         f"results/logs/evaluate/{RUN}.log",
     benchmark:
         f"results/benchmarks/evaluate/{RUN}.tsv"
+    threads: resources_of("evaluation")["cpus"]
     resources:
         gpu=resources_of("evaluation")["gpu"],
         mem_mb=resources_of("evaluation")["mem_mb"],

@@ -6,6 +6,7 @@ rule pretrain:
     input:
         shard=TRAIN_SHARD,
         scores=scores_of_run,
+        hparams=hparams_of_run,
     output:
         model=f"results/pretrain/{RUN}/model/model.safetensors",
         snapshots=directory(f"results/pretrain/{RUN}/snapshots"),

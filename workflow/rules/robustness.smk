@@ -23,7 +23,9 @@ rule unlearn_rmu:
         "results/logs/robustness/rmu/{size}/{replicate}.log",
     benchmark:
         "results/benchmarks/robustness/rmu/{size}/{replicate}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
         mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
         runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
     conda:
@@ -70,7 +72,9 @@ rule attack:
         "results/logs/robustness/attack/{target}/{size}/{setting}/{replicate}.log",
     benchmark:
         "results/benchmarks/robustness/attack/{target}/{size}/{setting}/{replicate}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
         mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
         runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
     conda:

@@ -286,7 +286,11 @@ def _pareto_claims(pareto_points: pd.DataFrame | None, losses: Losses | None) ->
             rows.append(_row(claim, paper, source, NOT_MEASURED,
                              f"no {ARM_NAMES[arm]} and document runs of one size in the thresholds series"))
             continue
-        size = str(comparable["size"].iloc[0])
+        # A thresholds series across sizes (Fig 13) is read where seeds measure the noise.
+        sizes = list(dict.fromkeys(comparable["size"].astype(str)))
+        size = max(sizes, key=lambda s: (_noise_at(losses, [arm, "document"], s)[1],
+                                         float(losses.params.get(s, 0)) if losses is not None else 0.0))
+        comparable = comparable[comparable["size"].astype(str) == size]
         noise, seeds = _noise_at(losses, [arm, "document"], size)
         margins = comparable["margin"].astype(float).to_numpy()
         details = ", ".join(f"{v}: {m:+.4f}" if np.isfinite(m) else f"{v}: unreachable"

@@ -184,6 +184,7 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
             if name is not None and name not in filters:
                 problems.append(f"config key 'experiments.{series}.variants.{variant}.filter': {name!r} is not a "
                                 f"filter; defined filters: {sorted(filters)}")
+    problems += _sweep_problems(config)
     problems += _arm_setting_problems(config)
     problems += _classifier_problems(config)
     problems += _robustness_problems(config)
@@ -293,6 +294,31 @@ def _capabilities_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _sweep_problems(config: dict[str, Any]) -> list[str]:
+    """Hyperparameter overrides belong to lr_sweep series, which train baselines only."""
+    from tokenfilter.config.experiments import SWEEP_HPARAMS
+
+    problems = [f"config key 'filtering.{key}': set it on an lr_sweep series' variants, or on ladder sizes"
+                for key in SWEEP_HPARAMS if key in config["filtering"]]
+    source = config["training"].get("hparams_from")
+    if source is not None and config["experiments"].get(source, {}).get("kind") != "lr_sweep":
+        sweeps = [name for name, spec in config["experiments"].items() if spec["kind"] == "lr_sweep"]
+        problems.append(f"config key 'training.hparams_from': {source!r} is not a series of kind lr_sweep; "
+                        f"lr_sweep series: {sweeps}")
+    for series, spec in config["experiments"].items():
+        if spec["kind"] == "lr_sweep":
+            if spec["arms"] != ["baseline"]:
+                problems.append(f"config key 'experiments.{series}.arms': an lr_sweep series trains baselines only "
+                                f"(arms: [baseline]), got {spec['arms']}")
+            continue
+        for variant, overrides in (spec.get("variants") or {}).items():
+            for key in SWEEP_HPARAMS:
+                if key in overrides:
+                    problems.append(f"config key 'experiments.{series}.variants.{variant}.{key}': only series of kind "
+                                    f"lr_sweep set hyperparameters (this series is {spec['kind']!r})")
+    return problems
+
+
 def _arm_setting_problems(config: dict[str, Any]) -> list[str]:
     """Label noise and delayed start are token-level modifiers (paper §6.1, App B.5)."""
     from tokenfilter.config.experiments import filtering_settings, series_runs
@@ -300,14 +326,21 @@ def _arm_setting_problems(config: dict[str, Any]) -> list[str]:
     problems = []
     for series in config["experiments"]:
         for run in series_runs(config, series):
-            if run.arm != "document":
+            if run.arm == "baseline":
                 continue
             settings = filtering_settings(config, run)
+            if settings.get("noise") and settings.get("noise_structure") == "structured" and \
+                    config["data"]["source"] != "synthetic":
+                problems.append(f"config key 'experiments.{series}' (variant {run.variant!r}): noise_structure "
+                                "'structured' puts errors where the ground truth says a classifier errs, which "
+                                f"only data.source 'synthetic' has (data.source is {config['data']['source']!r})")
+            if run.arm != "document":
+                continue
             for key in ("noise", "delay"):
                 if settings.get(key):
                     problems.append(f"config key 'experiments.{series}' (variant {run.variant!r}): {key}="
                                     f"{settings[key]} applies to token arms only; the document arm needs {key}: 0")
-    return problems
+    return list(dict.fromkeys(problems))  # one line per problem, however many sizes and seeds share it
 
 
 def canonical(value: Any) -> Any:

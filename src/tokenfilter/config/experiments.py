@@ -29,7 +29,12 @@ SERIES_KINDS = {
     "thresholds": "token vs document filtering at several filtered-token fractions (Fig 3)",
     "filter": "the token arms with another filter source than the main series', compared arm by arm",
     "classifiers": "a classifier filter per variant across sizes: frontier gain over the baseline vs AUROC (Figs 14, 27, 28)",
+    "noise": "label-flip noise per variant, uniform or structured: slowdown vs the flags' measured error rate (Fig 12)",
+    "delay": "filtering that starts after a fraction of training per variant: slowdown vs delay (Figs 22, 23)",
+    "lr_sweep": "baseline models per learning rate, weight decay and parametrisation (SP or µP) across widths (Table 2, E0)",
 }
+# What a variant of an lr_sweep series may set: the optimiser and the parametrisation of its runs.
+SWEEP_HPARAMS = ("lr", "weight_decay", "mup_base_width")
 
 
 @dataclass(frozen=True, order=True)
@@ -87,7 +92,10 @@ def series_runs(config: dict[str, Any], series: str) -> Iterator[Run]:
     for size in spec["sizes"]:
         for replicate in range(replicates(config, series, size)):
             for arm in spec["arms"]:
-                if arm == "baseline":
+                if arm == "baseline" and spec["kind"] == "lr_sweep":
+                    # A sweep's baselines are its own: each variant trains with other hyperparameters.
+                    yield from (Run(series, arm, size, variant, replicate) for variant in variants)
+                elif arm == "baseline":
                     yield baseline_run(size, replicate)
                 else:
                     for variant in variants:
@@ -118,6 +126,14 @@ def series_of_kind(config: dict[str, Any], kind: str) -> list[str]:
     if kind not in SERIES_KINDS:
         raise ConfigError(f"unknown series kind {kind!r}; kinds: {sorted(SERIES_KINDS)}")
     return [name for name, spec in config["experiments"].items() if spec["kind"] == kind]
+
+
+def sweep_hparams(config: dict[str, Any], run: Run) -> dict[str, Any]:
+    """The ladder hyperparameters a run of an lr_sweep series overrides (empty for any other run)."""
+    spec = config["experiments"].get(run.series)
+    if spec is None or spec["kind"] != "lr_sweep":
+        return {}
+    return dict((spec.get("variants") or {}).get(run.variant, {}))
 
 
 def filtering_settings(config: dict[str, Any], run: Run) -> dict[str, Any]:
@@ -155,9 +171,9 @@ def train_spec(config: dict[str, Any], run: Run, train_shard: str, scores_dir: s
     and an evaluation setting or a logging knob must not retrain a model. The knobs that do not
     change the model come from :func:`runtime_settings` when the job runs.
     """
-    size = config["ladder"][run.size]
+    size = {**config["ladder"][run.size], **sweep_hparams(config, run)}
     training = config["training"]
-    model = config["model"]
+    model = {**config["model"], **{k: v for k, v in sweep_hparams(config, run).items() if k == "mup_base_width"}}
     name = filter_of(config, run)
     return {
         "run": run.name,

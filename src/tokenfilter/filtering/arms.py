@@ -24,6 +24,7 @@ import torch
 from tokenfilter import ARMS, TOKEN_ARMS
 from tokenfilter.errors import ConfigError
 from tokenfilter.filtering.draws import position_uniforms
+from tokenfilter.filtering.noise import STRUCTURES, label_flips
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class FilterPlan:
     noise: float = 0.0  # label flip probability
     delay_steps: int = 0  # no filtering before this optimizer step
     noise_seed: int = 0
+    # Where the flips fall (tokenfilter.filtering.noise): uniformly, or on the tokens where a
+    # real classifier errs, with the corpus share of those tokens fixing the per-token rates.
+    noise_structure: str = "uniform"
+    noise_hard_share: float | None = None
     # The forget share at which a document is a forget document in the ground truth, to measure
     # the document arm's filter against (the built-in world's document label; None without truth).
     document_label_share: float | None = None
@@ -48,6 +53,10 @@ class FilterPlan:
             raise ConfigError(f"arm {self.arm!r} is not one of {list(ARMS)}")
         if self.arm == "document" and (self.delay_steps > 0 or self.noise > 0):
             raise ConfigError("the document arm supports neither `delay` nor `noise` (token arms only)")
+        if self.noise_structure not in STRUCTURES:
+            raise ConfigError(f"filtering.noise_structure must be one of {list(STRUCTURES)}, got {self.noise_structure!r}")
+        if self.noise > 0 and self.noise_structure == "structured" and self.noise_hard_share is None:
+            raise ConfigError("filtering.noise_structure 'structured' needs ground-truth labels (the built-in world)")
 
 
 def threshold_for_fraction(scores: np.ndarray, fraction: float, max_sample: int = 20_000_000) -> tuple[float, float]:
@@ -91,8 +100,11 @@ def document_threshold_for_fraction(doc_scores: np.ndarray, doc_lengths: np.ndar
 
 def make_plan(arm: str, settings: dict, token_scores: np.ndarray | None, doc_scores: np.ndarray | None,
               doc_lengths: np.ndarray | None, total_steps: int, seed: int,
-              document_label_share: float | None = None) -> FilterPlan:
-    """Resolve a run's filter settings (``filtering`` config keys) into a :class:`FilterPlan`."""
+              document_label_share: float | None = None, hard_share: float | None = None) -> FilterPlan:
+    """Resolve a run's filter settings (``filtering`` config keys) into a :class:`FilterPlan`.
+
+    ``hard_share`` is the corpus share of hard tokens (:func:`tokenfilter.filtering.noise.hard_tokens`),
+    which structured label noise needs."""
     if arm == "baseline":
         return FilterPlan("baseline")
     fraction = settings.get("fraction")
@@ -107,8 +119,11 @@ def make_plan(arm: str, settings: dict, token_scores: np.ndarray | None, doc_sco
         threshold, tie_share = float(settings["token_threshold"]), 1.0
     else:
         threshold, tie_share = threshold_for_fraction(token_scores, fraction)
+    structure = settings.get("noise_structure", "uniform")
     return FilterPlan(arm, token_threshold=float(threshold), token_tie_share=float(tie_share),
-                      noise=settings.get("noise", 0.0), delay_steps=delay_steps, noise_seed=seed)
+                      noise=settings.get("noise", 0.0), delay_steps=delay_steps, noise_seed=seed,
+                      noise_structure=structure,
+                      noise_hard_share=hard_share if structure == "structured" else None)
 
 
 def kept_documents(plan: FilterPlan, doc_scores: np.ndarray) -> np.ndarray:
@@ -119,14 +134,14 @@ def kept_documents(plan: FilterPlan, doc_scores: np.ndarray) -> np.ndarray:
 
 
 def forget_flags(plan: FilterPlan, scores: np.ndarray, positions: np.ndarray, step: int,
-                 end_of_text: np.ndarray | None = None) -> np.ndarray:
+                 end_of_text: np.ndarray | None = None, hard: np.ndarray | None = None) -> np.ndarray:
     """Which tokens of a batch count as forget for a token arm at this step (bool, like ``scores``).
 
     ``positions`` are the tokens' indices in the corpus, so ties at the threshold and label noise
     resolve the same way every time a token is read: a noisy *classifier*, not fresh noise per
     batch. Noise draws from its own stream (independent of a simulated classifier's errors) and
     never flips an end-of-text token (``end_of_text`` marks them), so no arm masks or hides a
-    document boundary.
+    document boundary. Structured noise reads ``hard``, the hard-token marks at ``positions``.
     """
     if plan.arm not in TOKEN_ARMS or step < plan.delay_steps:
         return np.zeros(scores.shape, dtype=bool)
@@ -139,10 +154,8 @@ def forget_flags(plan: FilterPlan, scores: np.ndarray, positions: np.ndarray, st
             tied &= position_uniforms(positions, plan.noise_seed, "threshold_ties") < plan.token_tie_share
         flags |= tied
     if plan.noise > 0:
-        flip = position_uniforms(positions, plan.noise_seed, "label_noise") < plan.noise
-        if end_of_text is not None:
-            flip &= ~np.asarray(end_of_text, dtype=bool)
-        flags ^= flip
+        flags ^= label_flips(positions, plan.noise_seed, plan.noise, plan.noise_structure, hard,
+                             plan.noise_hard_share, end_of_text)
     return flags
 
 
@@ -165,12 +178,14 @@ def apply_arm(arm: str, tokens: torch.Tensor, flags: torch.Tensor, hidden_id: in
 
 
 def filter_report(plan: FilterPlan, tokens: np.ndarray, labels: np.ndarray | None, token_scores: np.ndarray | None,
-                  docs: np.ndarray, kept: np.ndarray | None, eot_id: int, chunk: int = 1 << 22) -> dict:
+                  docs: np.ndarray, kept: np.ndarray | None, eot_id: int, chunk: int = 1 << 22,
+                  hard: np.ndarray | None = None) -> dict:
     """What a run's filter does to the whole corpus: the share of tokens it filters (before noise)
     and, where ground truth exists, the quality of the flags it trains with (after noise) against
     it. Token arms: every token's flag vs its label (end-of-text excluded). Document arm: the
     dropped documents vs the documents' truth labels, and the tokens in dropped documents vs token
-    labels. ``docs`` is the shard's document index (length, n_forget)."""
+    labels. ``docs`` is the shard's document index (length, n_forget); ``hard`` the corpus's
+    hard-token marks (structured label noise only)."""
     report: dict = {"filtered_fraction": 0.0, "quality": None}
     if plan.arm in TOKEN_ARMS:
         n = len(tokens)
@@ -184,7 +199,8 @@ def filter_report(plan: FilterPlan, tokens: np.ndarray, labels: np.ndarray | Non
             filtered += int(np.count_nonzero(clean & ~eot))
             counted += int(np.count_nonzero(~eot))
             if labels is not None:
-                trained = forget_flags(dataclasses.replace(plan, delay_steps=0), scores, positions, 0, eot)
+                trained = forget_flags(dataclasses.replace(plan, delay_steps=0), scores, positions, 0, eot,
+                                       None if hard is None else hard[start:start + chunk])
                 flagged_parts.append(trained[~eot])
                 label_parts.append(np.asarray(labels[start:start + chunk])[~eot] == 1)
         report["filtered_fraction"] = filtered / max(1, counted)

@@ -22,6 +22,7 @@ Architecture (paper §2 and Table 2, and the authors' code):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -548,12 +549,17 @@ class GPT(GPTBody, nn.Module):
 
         directory = Path(directory)
         config = GPTConfig.from_dict(json.loads((directory / "config.json").read_text()))
-        with torch.device("meta"):
+        # A large model is built on the meta device (no throwaway initialisation); a small one on
+        # the CPU, because the meta device's function mode imports torch._dynamo, ~2 s in every job
+        # that loads a model, far more than building a CPU-scale model costs.
+        large = 12 * config.n_layer * config.n_embd ** 2 + config.vocab_size * config.n_embd > 20_000_000
+        with torch.device("meta") if large else contextlib.nullcontext():
             model = cls.__new__(cls)
             nn.Module.__init__(model)
             model.config = config
             model._build(config)
-        model.to_empty(device="cpu")
+        if large:
+            model.to_empty(device="cpu")
         cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
         model.rope_cos.copy_(cos)
         model.rope_sin.copy_(sin)

@@ -20,6 +20,7 @@ from tokenfilter.data.tokenizer import padded_vocab_size
 from tokenfilter.errors import ConfigError
 from tokenfilter.filtering.annotation import open_scores
 from tokenfilter.filtering.arms import apply_arm, filter_report, forget_flags, kept_documents, make_plan
+from tokenfilter.filtering.noise import hard_tokens
 from tokenfilter.train.loop import Batch, TrainSpec, train
 from tokenfilter.train.windows import TrainingWindows
 
@@ -34,7 +35,7 @@ class PretrainingBatches:
     def __init__(self, train_shard: str, arm: str, scores_dir: str | None, filtering: dict[str, Any],
                  seq_len: int, seed: int, run: str = "", document_label_share: float | None = None):
         self.shard = TokenShard.open(train_shard)
-        self.arm, self.filtering, self.seq_len, self.seed = arm, filtering, seq_len, seed
+        self.arm, self.filtering, self.seq_len, self.seed, self.run = arm, filtering, seq_len, seed, run
         self.document_label_share = document_label_share
         self.special = self.shard.meta["special_ids"]
         self.token_scores = self.doc_scores = None
@@ -45,6 +46,7 @@ class PretrainingBatches:
             if len(self.token_scores) != self.shard.n_tokens or len(self.doc_scores) != len(self.shard.docs):
                 raise ValueError(f"{scores_dir}: scores do not match the token shard {train_shard}")
         self.plan = None
+        self.hard: np.ndarray | None = None
         self.windows: TrainingWindows | None = None
 
     def model_defaults(self) -> dict[str, Any]:
@@ -56,12 +58,21 @@ class PretrainingBatches:
         """Resolve the filter plan (thresholds, delay in steps) and the windows the arm keeps."""
         doc_lengths = self.shard.docs["length"].astype(np.int64)
         scores = None if self.token_scores is None else np.asarray(self.token_scores)
+        hard_share = None
+        if self.arm in TOKEN_ARMS and self.filtering.get("noise", 0.0) > 0 and \
+                self.filtering.get("noise_structure", "uniform") == "structured":
+            if self.shard.labels is None:
+                raise ConfigError(f"run {self.run}: filtering.noise_structure 'structured' puts errors where the "
+                                  f"ground truth says a classifier errs; {self.shard.directory} has no labels")
+            eot = np.asarray(self.shard.tokens) == self.special["eot"]
+            self.hard = hard_tokens(self.shard.labels, self.shard.ambiguous, eot)
+            hard_share = float(self.hard.sum() / max(1, np.count_nonzero(~eot)))
         self.plan = make_plan(self.arm, self.filtering, scores, self.doc_scores, doc_lengths, max_steps, self.seed,
-                              self.document_label_share)
+                              self.document_label_share, hard_share)
         kept = kept_documents(self.plan, self.doc_scores) if self.doc_scores is not None else None
         self.windows = TrainingWindows(self.shard, kept, self.seq_len, self.seed)
         self.report = filter_report(self.plan, self.shard.tokens, self.shard.labels, self.token_scores,
-                                    self.shard.docs, kept, self.special["eot"])
+                                    self.shard.docs, kept, self.special["eot"], hard=self.hard)
 
     @property
     def n_items(self) -> int:
@@ -75,7 +86,8 @@ class PretrainingBatches:
         if self.plan.arm in TOKEN_ARMS:
             scores = np.asarray(self.token_scores[positions.reshape(-1)]).reshape(positions.shape)
             eot = tokens.numpy() == self.special["eot"]
-            flags = torch.from_numpy(forget_flags(self.plan, scores, positions, step, eot))
+            hard = None if self.hard is None else self.hard[positions]
+            flags = torch.from_numpy(forget_flags(self.plan, scores, positions, step, eot, hard))
         else:
             flags = torch.zeros(tokens.shape, dtype=torch.bool)
         inputs, targets, weights = apply_arm(self.plan.arm, tokens, flags, self.special["hidden"])
