@@ -33,3 +33,11 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Everything that needs the network, in one target: compute nodes are often offline, so run
+# `snakemake --profile slurm --configfile config/paper.yaml downloads` first where the network is
+# (e.g. with `--executor local` on a login node); every later job reads only local files.
+rule downloads:
+    input:
+        network_inputs(),

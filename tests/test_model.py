@@ -379,3 +379,19 @@ def test_importing_the_plain_model_does_not_import_transformers():
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("n_embd, vocab", [(32, VOCAB), (1024, 8192)])
+def test_from_pretrained_loads_the_saved_weights_small_or_large(tmp_path, n_embd, vocab):
+    """Small models build on the CPU (the meta device would import torch._dynamo in every job
+    that loads one), large ones on the meta device; either way the loaded model is the saved one."""
+    shape = dict(vocab_size=vocab, n_layer=1, n_embd=n_embd, n_head=2, block_size=16)
+    torch.manual_seed(5)
+    model = GPT(GPTConfig(**shape)).eval()
+    model.save_pretrained(tmp_path)
+    loaded = GPT.from_pretrained(tmp_path).eval()
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], model.state_dict()[k]) for k in model.state_dict())
+    assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()  # still tied
+    ids = torch.randint(0, vocab, (1, 8))
+    assert torch.equal(loaded(ids).logits, model(ids).logits)

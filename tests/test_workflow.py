@@ -185,6 +185,16 @@ def test_slurm_jobs_ask_for_the_gpus_and_cpus_their_config_gives(tmp_path):
         assert int(job.get("threads", 1)) == evaluation["cpus"] and f"gpu={evaluation['gpu']}" in job["resources"]
 
 
+def test_the_downloads_target_plans_every_network_rule_and_nothing_else(tmp_path):
+    """`snakemake downloads` on a node with the network fetches everything the paper's DAG reads
+    from outside; no compute job is in it."""
+    shutil.copytree(REPO / "slurm", tmp_path / "slurm")
+    proc = snakemake(tmp_path, "--profile", "slurm", "--configfile", str(REPO / "config/paper.yaml"), "-n", "downloads")
+    assert set(planned_jobs(proc.stdout)) == {"download_benchmarks", "download_reference", "download_sae",
+                                              "ingest_attack_text", "ingest_corpus", "ingest_eval_text",
+                                              "train_tokenizer", "downloads"}
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     config = yaml.safe_load(TINY.read_text())
     config["training"]["budget"] = "unlimited"

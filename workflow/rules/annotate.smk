@@ -20,7 +20,9 @@ rule annotate_part:
         "results/logs/annotate/{filter}/{scatteritem}.log",
     benchmark:
         "results/benchmarks/annotate/{filter}/{scatteritem}.tsv"
+    threads: resources_of("annotation")["cpus"]
     resources:
+        gpu=resources_of("annotation")["gpu"],
         mem_mb=resources_of("annotation")["mem_mb"],
         runtime=resources_of("annotation")["runtime"],
     conda:
@@ -41,7 +43,9 @@ rule gather_annotation:
         "results/logs/annotate/{filter}/gather.log",
     benchmark:
         "results/benchmarks/annotate/{filter}/gather.tsv"
+    threads: resources_of("annotation")["cpus"]
     resources:
+        gpu=resources_of("annotation")["gpu"],
         mem_mb=resources_of("annotation")["mem_mb"],
         runtime=resources_of("annotation")["runtime"],
     conda:

@@ -36,7 +36,9 @@ rule write_benchmark_tasks:
         "results/logs/capabilities/write_benchmark_tasks.log",
     benchmark:
         "results/benchmarks/capabilities/write_benchmark_tasks.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -63,7 +65,9 @@ rule benchmark_mcq:
         "results/logs/capabilities/benchmark_{format}.log",
     benchmark:
         "results/benchmarks/capabilities/benchmark_{format}.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -92,7 +96,9 @@ rule posttrain_examples:
         "results/logs/capabilities/posttrain_examples.log",
     benchmark:
         "results/benchmarks/capabilities/posttrain_examples.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -146,7 +152,9 @@ rule generate_free_response:
         "results/logs/capabilities/generate_free_response.log",
     benchmark:
         "results/benchmarks/capabilities/generate_free_response.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -173,7 +181,9 @@ rule generate_refusals:
         "results/logs/capabilities/generate_refusals.log",
     benchmark:
         "results/benchmarks/capabilities/generate_refusals.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -199,7 +209,9 @@ rule judge_free_response:
         "results/logs/capabilities/judge_free_response.log",
     benchmark:
         "results/benchmarks/capabilities/judge_free_response.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -223,7 +235,9 @@ rule judge_refusals:
         "results/logs/capabilities/judge_refusals.log",
     benchmark:
         "results/benchmarks/capabilities/judge_refusals.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -246,7 +260,9 @@ rule probe_tokens:
         "results/logs/capabilities/probe_tokens_{size}.log",
     benchmark:
         "results/benchmarks/capabilities/probe_tokens_{size}.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -271,7 +287,9 @@ rule probe_subdomains:
         "results/logs/capabilities/probe_subdomains_{size}.log",
     benchmark:
         "results/benchmarks/capabilities/probe_subdomains_{size}.tsv"
+    threads: CAP_RESOURCES["cpus"]
     resources:
+        gpu=CAP_RESOURCES["gpu"],
         mem_mb=CAP_RESOURCES["mem_mb"],
         runtime=CAP_RESOURCES["runtime"],
     conda:
@@ -300,7 +318,9 @@ rule summarize_capabilities:
         "results/logs/analysis/summarize_capabilities.log",
     benchmark:
         "results/benchmarks/capabilities/summarize_capabilities.tsv"
+    threads: ANALYSIS["cpus"]
     resources:
+        gpu=ANALYSIS["gpu"],
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
     conda:

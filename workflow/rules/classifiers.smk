@@ -66,7 +66,9 @@ rule judged_labels:
         judge=canonical(config["judge"]),
     log:
         "results/logs/classifiers/judged_labels_{level}_{part}.log",
+    threads: CLASSIFIER_RESOURCES["cpus"]
     resources:
+        gpu=CLASSIFIER_RESOURCES["gpu"],
         mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
         runtime=CLASSIFIER_RESOURCES["runtime"],
     conda:
@@ -97,7 +99,9 @@ rule fit_classifier:
         "results/logs/classifiers/fit_{name}.log",
     benchmark:
         "results/benchmarks/classifiers/fit/{name}.tsv"
+    threads: CLASSIFIER_RESOURCES["cpus"]
     resources:
+        gpu=CLASSIFIER_RESOURCES["gpu"],
         mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
         runtime=CLASSIFIER_RESOURCES["runtime"],
     conda:
@@ -134,7 +138,9 @@ rule summarize_classifiers:
         "results/logs/analysis/summarize_classifiers.log",
     benchmark:
         "results/benchmarks/analysis/summarize_classifiers.tsv"
+    threads: ANALYSIS["cpus"]
     resources:
+        gpu=ANALYSIS["gpu"],
         mem_mb=ANALYSIS["mem_mb"],
         runtime=ANALYSIS["runtime"],
     conda:
@@ -170,7 +176,9 @@ if weak_to_strong_outputs():
             "results/logs/classifiers/weak_to_strong.log",
         benchmark:
             "results/benchmarks/classifiers/weak_to_strong.tsv"
+        threads: CLASSIFIER_RESOURCES["cpus"]
         resources:
+            gpu=CLASSIFIER_RESOURCES["gpu"],
             mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
             runtime=CLASSIFIER_RESOURCES["runtime"],
         conda:

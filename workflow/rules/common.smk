@@ -263,6 +263,23 @@ def benchmark_files():
     return files
 
 
+def network_inputs():
+    """The outputs of the rules that fetch anything (corpora, held-out text, a pretrained tokenizer,
+    the reference model, the SAE, the benchmarks): the `downloads` target."""
+    files = []
+    if config["data"]["source"] != "synthetic":
+        files += ["results/data/corpus.parquet"] + [f"results/data/eval/{d}.parquet" for d in DOMAINS]
+        files += HELDOUT_ATTACK
+    if config["tokenizer"]["kind"] == "pretrained":
+        files.append("results/data/tokenizer/tokenizer.json")
+    if config["classifiers"]["models"] and LABEL_CFG["reference"]["kind"] == "pretrained":
+        files.append("resources/reference/download.json")
+    if config["classifiers"]["models"] and LABEL_CFG["sae"]["kind"] == "pretrained":
+        files.append("resources/sae/download.json")
+    files += list(paper_benchmark_files().values())
+    return files
+
+
 def all_targets():
     targets = []
     targets.append("results/data/overlap.json")

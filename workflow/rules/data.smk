@@ -27,7 +27,9 @@ if config["data"]["source"] == "synthetic":
             "results/logs/data/generate_world.log",
         benchmark:
             "results/benchmarks/data/generate_world.tsv"
+        threads: DATA_RESOURCES["cpus"]
         resources:
+            gpu=DATA_RESOURCES["gpu"],
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
         conda:
@@ -51,7 +53,9 @@ else:
             "results/logs/data/ingest_corpus.log",
         benchmark:
             "results/benchmarks/data/ingest_corpus.tsv"
+        threads: DATA_RESOURCES["cpus"]
         resources:
+            gpu=DATA_RESOURCES["gpu"],
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
         conda:
@@ -73,7 +77,9 @@ else:
             "results/logs/data/ingest_attack_text.log",
         benchmark:
             "results/benchmarks/data/ingest_attack_text.tsv"
+        threads: DATA_RESOURCES["cpus"]
         resources:
+            gpu=DATA_RESOURCES["gpu"],
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
         conda:
@@ -95,7 +101,9 @@ else:
             "results/logs/data/ingest_eval_text_{domain}.log",
         benchmark:
             "results/benchmarks/data/ingest_eval_text_{domain}.tsv"
+        threads: DATA_RESOURCES["cpus"]
         resources:
+            gpu=DATA_RESOURCES["gpu"],
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
         conda:
@@ -115,7 +123,9 @@ rule train_tokenizer:
         "results/logs/data/train_tokenizer.log",
     benchmark:
         "results/benchmarks/data/train_tokenizer.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -137,7 +147,9 @@ rule tokenize:
         "results/logs/data/tokenize_{split}.log",
     benchmark:
         "results/benchmarks/data/tokenize_{split}.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -161,7 +173,9 @@ rule check_heldout_overlap:
         "results/logs/data/check_heldout_overlap.log",
     benchmark:
         "results/benchmarks/data/check_heldout_overlap.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -185,7 +199,9 @@ rule corpus_stats:
         "results/logs/data/corpus_stats.log",
     benchmark:
         "results/benchmarks/data/corpus_stats.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:

@@ -17,7 +17,9 @@ rule select_label_documents:
         "results/logs/labels/select_label_documents.log",
     benchmark:
         "results/benchmarks/labels/select_label_documents.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -37,7 +39,9 @@ rule tokenize_label_documents:
         max_doc_tokens=config["data"]["max_doc_tokens"],
     log:
         "results/logs/labels/tokenize_{part}.log",
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -58,7 +62,9 @@ rule train_reference_tokenizer:
         "results/logs/labels/train_reference_tokenizer.log",
     benchmark:
         "results/benchmarks/labels/train_reference_tokenizer.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -80,7 +86,9 @@ rule tokenize_reference_corpus:
         "results/logs/labels/tokenize_reference_corpus.log",
     benchmark:
         "results/benchmarks/labels/tokenize_reference_corpus.tsv"
+    threads: DATA_RESOURCES["cpus"]
     resources:
+        gpu=DATA_RESOURCES["gpu"],
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
     conda:
@@ -102,7 +110,9 @@ rule train_reference_lm:
         "results/logs/labels/train_reference_lm.log",
     benchmark:
         "results/benchmarks/labels/train_reference_lm.tsv"
+    threads: TRAIN_DEFAULTS["cpus"]
     resources:
+        gpu=TRAIN_DEFAULTS["gpu"],
         mem_mb=TRAIN_DEFAULTS["mem_mb"],
         runtime=lambda wc, attempt: TRAIN_DEFAULTS["runtime"] * attempt,
     conda:
@@ -153,7 +163,9 @@ rule train_sae:
         "results/logs/labels/train_sae.log",
     benchmark:
         "results/benchmarks/labels/train_sae.tsv"
+    threads: resources_of("labels")["cpus"]
     resources:
+        gpu=resources_of("labels")["gpu"],
         mem_mb=resources_of("labels")["mem_mb"],
         runtime=resources_of("labels")["runtime"],
     conda:
@@ -182,7 +194,9 @@ rule select_latents:
         "results/logs/labels/select_latents.log",
     benchmark:
         "results/benchmarks/labels/select_latents.tsv"
+    threads: resources_of("labels")["cpus"]
     resources:
+        gpu=resources_of("labels")["gpu"],
         mem_mb=resources_of("labels")["mem_mb"],
         runtime=resources_of("labels")["runtime"],
     conda:
@@ -206,7 +220,9 @@ rule label_documents:
         "results/logs/labels/label_documents_{part}.log",
     benchmark:
         "results/benchmarks/labels/label_documents_{part}.tsv"
+    threads: resources_of("labels")["cpus"]
     resources:
+        gpu=resources_of("labels")["gpu"],
         mem_mb=resources_of("labels")["mem_mb"],
         runtime=resources_of("labels")["runtime"],
     conda:

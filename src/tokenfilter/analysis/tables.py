@@ -195,6 +195,7 @@ def filter_quality_table(summary_paths: Iterable[str | os.PathLike]) -> pd.DataF
         rows.append({"series": run.series, "arm": run.arm, "size": run.size, "variant": run.variant,
                      "replicate": run.replicate, "filter": (summary["spec"]["data"].get("filtering") or {}).get("filter"),
                      "filtered_fraction": summary.get("filtered_fraction"), "noise": plan.get("noise"),
+                     "noise_structure": plan.get("noise_structure"), "delay_steps": plan.get("delay_steps"),
                      "unit": quality.get("unit"), "precision": quality.get("precision"),
                      "recall": quality.get("recall"), "f1": quality.get("f1"), "error_rate": quality.get("error_rate"),
                      "token_precision": quality.get("token_precision", quality.get("precision")),
