@@ -136,7 +136,7 @@ def test_report_is_one_self_contained_html(tiny_run):
     assert "System Message" not in html and "Duplicate explicit target" not in html
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml", "config/files-example.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml", "config/files-example.yaml", "config/full.yaml"])
 def test_dry_run_of_the_shipped_configs(tmp_path, config):
     proc = snakemake(tmp_path, "--configfile", str(REPO / config), "-n")
     jobs = planned_jobs(proc.stdout)

@@ -13,6 +13,7 @@ rule evaluate_text:
     params:
         domains=DOMAINS,
         max_tokens=config["evaluation"]["max_tokens"],
+        snapshot_tokens=config["evaluation"]["snapshot_tokens"],
         batch_size=config["evaluation"]["batch_size"],
         snapshots=config["evaluation"]["snapshots"],
     log:

@@ -15,6 +15,7 @@ result = evaluate_run(
     train_log_path=sm.input.train_log,
     eval_shards=dict(zip(sm.params.domains, sm.input.eval_shards)),
     max_tokens=sm.params.max_tokens,
+    snapshot_tokens=sm.params.snapshot_tokens,
     batch_size=sm.params.batch_size,
     threads=sm.config["training"]["threads"],  # not a param: a thread count must not rerun evaluation
 )

@@ -57,9 +57,10 @@ def text_loss(model, shard: TokenShard, max_tokens: int, batch_size: int, device
 
 def evaluate_run(model_dir: str | os.PathLike, snapshots_dir: str | os.PathLike | None, summary_path: str | os.PathLike,
                  train_log_path: str | os.PathLike, eval_shards: dict[str, str | os.PathLike], max_tokens: int,
-                 batch_size: int, threads: int = 1) -> dict:
+                 batch_size: int, threads: int = 1, snapshot_tokens: int | None = None) -> dict:
     """Text losses of a run's final model (and its snapshots, unless ``snapshots_dir`` is None)
-    on every eval set; reads only the paths it is given."""
+    on every eval set, the snapshots on their first ``snapshot_tokens`` (default ``max_tokens``)
+    target tokens; reads only the paths it is given."""
     from tokenfilter.config.experiments import Run
     from tokenfilter.io import read_json, read_jsonl
     from tokenfilter.model.checkpoint import load_model
@@ -79,7 +80,8 @@ def evaluate_run(model_dir: str | os.PathLike, snapshots_dir: str | os.PathLike 
     evals = []
     for path, step, tokens, final in checkpoints:
         model = load_model(path, device)
-        losses = {name: text_loss(model, shard, max_tokens, batch_size, device) for name, shard in shards.items()}
+        tokens_read = max_tokens if final or snapshot_tokens is None else snapshot_tokens
+        losses = {name: text_loss(model, shard, tokens_read, batch_size, device) for name, shard in shards.items()}
         evals.append({"step": step, "tokens": tokens, "final": final, "losses": losses})
     Run.parse(summary["run"])  # a result's run name must parse where the tables read it
     return {
