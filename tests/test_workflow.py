@@ -54,16 +54,23 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
     stats = pd.read_csv(results / "data" / "stats.csv")
     assert {"docs_without_forget_pct", "docs_over_10pct_forget_pct"} <= set(stats["statistic"])
     # Every series gets its tables, learning curves and frontier; each kind its own figures only.
-    kind_figures = {"main": ["compute_loss.png", "slowdown.png"], "thresholds": ["pareto.png", "pareto.csv"],
+    sweep = ["sweep.png", "sweep_frontier.png", "sweep.csv", "sweep_claims.csv"]
+    kind_figures = {"main": ["compute_loss.png", "slowdown.png"], "thresholds": ["pareto.png", "pareto.csv", *sweep],
                     "perfect_filter": ["filter_comparison.png", "filter_comparison.csv"],
-                    "classifier_filters": ["classifier_filters.png", "classifier_filters.csv"]}
+                    "classifier_filters": ["classifier_filters.png", "classifier_filters.csv"],
+                    "label_noise": sweep, "delay": sweep, "lr_sweep": ["table2.csv", "lr_sweep.png", "lr_sweep_claims.csv"]}
     every = ["learning_curves.png", "frontier.png", "fits.html", "slowdowns.html", "slowdowns.csv"]
     all_figures = {name for names in kind_figures.values() for name in names}
     for series, own in kind_figures.items():
-        for name in every + own:
+        for name in (own if series == "lr_sweep" else every + own):
             assert (results / "analysis" / series / name).stat().st_size > 0, (series, name)
         for name in all_figures - set(own):
             assert not (results / "analysis" / series / name).exists(), (series, name)
+    # The ablation sweeps' claims are scorecard rows.
+    for series, name in [("label_noise", "sweep_claims.csv"), ("delay", "sweep_claims.csv"),
+                         ("thresholds", "sweep_claims.csv"), ("lr_sweep", "lr_sweep_claims.csv")]:
+        claims = set(pd.read_csv(results / "analysis" / series / name)["claim"])
+        assert claims and claims <= set(pd.read_csv(results / "analysis" / "scorecard.csv")["claim"]), series
     losses = pd.read_csv(results / "analysis" / "main" / "losses.csv")
     assert set(losses["arm"]) == {"baseline", "document", "mask", "remove"}
     assert set(losses["size"]) == {"a", "b", "c"}
@@ -101,8 +108,9 @@ def test_changing_an_eval_setting_reruns_only_evaluation_and_what_follows(tiny_r
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
     # check_rmu evaluates text too (RMU's before/after losses) and the robustness table reads it.
     assert set(jobs) == {"evaluate_text", "tabulate_losses", "analyze_series", "plot_compute_loss", "plot_slowdown",
-                         "compare_pareto", "compare_filters", "compare_classifiers", "check_rmu",
-                         "summarize_robustness", "scorecard", "summarize_timings", "all"}, jobs
+                         "compare_pareto", "compare_filters", "compare_classifiers", "analyze_sweep",
+                         "analyze_lr_sweep", "check_rmu", "summarize_robustness", "scorecard", "summarize_timings",
+                         "all"}, jobs
     from tokenfilter.config import load_config
     from tokenfilter.config.experiments import all_runs
 
@@ -115,7 +123,16 @@ def test_changing_one_series_variant_retrains_only_that_run(tiny_run, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
-    assert jobs.get("pretrain") == 3, jobs  # document, mask and remove of variant f50; nothing else trains
+    assert jobs.get("pretrain") == 6, jobs  # document, mask and remove of variant f50 at both sizes; nothing else
+
+
+def test_changing_an_analysis_setting_retrains_and_reevaluates_nothing(tiny_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["analysis"]["fit"] = "power_law" if config["analysis"].get("fit") != "power_law" else "power_law_with_floor"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(tiny_run, "--configfile", str(changed), "-n").stdout)
+    assert jobs and not {"pretrain", "evaluate_text", "annotate_part", "posttrain", "attack"} & set(jobs), jobs
 
 
 def test_changing_a_runtime_knob_reruns_nothing(tiny_run, tmp_path):

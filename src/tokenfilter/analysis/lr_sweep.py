@@ -72,7 +72,13 @@ def transfer_gaps(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         widths = sorted(best["n_embd"])
         if len(widths) < 2:
             continue
-        small = best[best["n_embd"] == widths[0]].iloc[0]
+        # The transfer is read along the learning-rate curve of the weight decay swept most (a
+        # weight decay tried at one rate has no curve), at the small width's best rate on it.
+        group = runs[(runs["n_layer"] == n_layer) & (runs["parametrisation"] == param)]
+        wd = group.groupby("weight_decay")["lr"].nunique().idxmax()
+        on_curve = group[np.isclose(group["weight_decay"], wd) & (group["n_embd"] == widths[0])]
+        small = on_curve.groupby("lr")["loss"].mean()
+        small = pd.Series({"lr": float(small.idxmin()), "weight_decay": float(wd)})
         for width in widths[1:]:
             at = runs[(runs["n_layer"] == n_layer) & (runs["parametrisation"] == param) & (runs["n_embd"] == width)
                       & np.isclose(runs["weight_decay"], small["weight_decay"])]
