@@ -133,6 +133,9 @@ def test_the_sweep_table_picks_each_widths_best_and_measures_the_transfer():
     assert gaps.loc["SP", "gap"] == pytest.approx(0.1 * math.log(4.0) ** 2)
     claim = transfer_claims(gaps.reset_index(), spread=0.05, seeds=3)[0]
     assert claim["verdict"] == "holds"
+    # An optimum at the grid's edge is not bracketed: no verdict.
+    edge = gaps.reset_index().assign(at_grid_edge=True)
+    assert transfer_claims(edge, spread=0.05, seeds=3)[0]["verdict"] == "inconclusive"
     # Were µP's optimum to move as SP's does, the claim would fail.
     moved = gaps.reset_index().assign(gap=lambda d: np.where(d["parametrisation"] == "SP", d["gap"], 0.5))
     assert transfer_claims(moved, spread=0.05, seeds=3)[0]["verdict"] == "does not hold"

@@ -117,6 +117,10 @@ def transfer_claims(gaps: pd.DataFrame, spread: float, seeds: int) -> list[dict]
         return [_row(claim, paper, "Table 2", INCONCLUSIVE, measured, -worst, spread,
                      "no seeded baseline in the main series to measure run-to-run noise with")]
     margin = spread - worst
+    if mup["at_grid_edge"].any():
+        return [_row(claim, paper, "Table 2", INCONCLUSIVE, measured, margin, spread,
+                     "a best rate lies at the edge of the grid, so the optimum is not bracketed and its move "
+                     "cannot be read (config/full.yaml sweeps a wider grid)", f"{spread:.3f} nats")]
     if worst <= spread:
         verdict, why = HOLDS, f"the transfer costs {worst:+.3f} nats, inside the baseline's seed spread {spread:.3f}"
     elif worst > 2 * spread:
