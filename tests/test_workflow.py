@@ -252,7 +252,8 @@ def _files_config(tmp_path: Path, corpus_lines: list[str]) -> Path:
     config["classifiers"].pop("weak_to_strong", None)
     config.pop("capabilities", None)
     config["robustness"]["rmu"]["retain_documents"] = "all"  # no token truth to choose retain documents by
-    for series in ("perfect_filter", "classifier_filters"):  # they name filters of the built-in world
+    # They name filters of the built-in world, or (label noise) put errors where its truth says.
+    for series in ("perfect_filter", "classifier_filters", "label_noise"):
         del config["experiments"][series]
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))
