@@ -32,6 +32,7 @@ import pandas as pd
 
 from tokenfilter.analysis.fits import final_losses
 from tokenfilter.analysis.scorecard import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, _row
+from tokenfilter.config.experiments import Run
 from tokenfilter.io import read_json
 
 SWEEP_COLUMNS = ["series", "kind", "arm", "size", "params", "variant", "replicate", "filter", "structure", "setting",
@@ -54,8 +55,8 @@ def sweep_table(kind: str, losses: pd.DataFrame, slowdowns: pd.DataFrame, summar
     base = wide[wide["arm"] == "baseline"].set_index(["size", "replicate"])
     quality = {}
     for summary in summaries:
-        parts = str(summary["run"]).split("/")
-        quality[(parts[1], parts[2], parts[3], int(parts[4][1:]))] = summary
+        run = Run.parse(summary["run"])
+        quality[(run.arm, run.size, run.variant, run.replicate)] = summary
     slow = slowdowns[slowdowns["domain"] == "forget"] if not slowdowns.empty else slowdowns
     slow_at = {(r.arm, r.size, r.variant, int(r.replicate)): r for r in slow.itertuples()} if not slow.empty else {}
     rows = []
