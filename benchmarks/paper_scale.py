@@ -8,8 +8,9 @@ each job's FLOPs from the config with one formula per kind of work:
   frozen FLOP formula, docs/benchmarks.md) over 20·N tokens (the right half of a biLM is a rung);
 - evaluation: a forward pass, a third of that per token, over ``evaluation.max_tokens`` per held-out
   set and checkpoint (the final model and its snapshots);
-- annotation: two forward passes of the classifier's biLM (both directions) on a half-overlapping
-  window grid (every token read twice), over the training corpus;
+- annotation: forward passes of the classifier's model (a biLM's two directions; an encoder's
+  one; ModernBERT-large's 395M parameters) on a half-overlapping window grid (every token read
+  twice), over the training corpus;
 - SAE labelling: a forward pass of the reference model (9B) over the labelling documents;
 - RMU: its steps × (forget + retain) tokens, forward + backward of the whole model;
 - adversarial finetuning: at most ``budget_share`` of the model's pretraining tokens (an upper bound).
@@ -38,16 +39,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PEAK_BF16 = 989e12  # H100 / H200 SXM bf16 dense FLOP/s
 STAGES = {
-    "data": ["download_benchmarks", "ingest_attack_text", "ingest_corpus", "ingest_eval_text", "check_heldout_overlap",
-             "train_tokenizer", "tokenize", "corpus_stats"],
+    "data": ["download_benchmarks", "ingest_attack_text", "ingest_corpus", "ingest_eval_text", "ingest_rmu_retain_text",
+             "check_heldout_overlap", "train_tokenizer", "tokenize", "corpus_stats"],
     "labels": ["download_reference", "download_sae", "select_label_documents", "tokenize_label_documents",
                "train_sae", "label_documents", "select_latents", "judged_labels"],
-    "classifiers": ["train_right_half", "train_encoder", "fit_classifier", "summarize_classifiers", "weak_to_strong"],
+    "classifiers": ["download_encoders", "upsample_bilm_corpus", "train_right_half", "train_upsampled_half",
+                    "train_encoder", "fit_classifier", "summarize_classifiers", "weak_to_strong"],
     "annotation": ["annotate_part", "gather_annotation"],
     "pretraining": ["pretrain"],
     "evaluation": ["evaluate_text"],
     "robustness": ["unlearn_rmu", "check_rmu", "attack", "summarize_robustness"],
-    "capabilities": ["write_benchmark_tasks", "benchmark_mcq", "posttrain", "posttrain_examples", "generate_free_response",
+    "capabilities": ["download_posttrain", "ingest_posttrain", "write_benchmark_tasks", "benchmark_mcq", "posttrain", "posttrain_examples", "generate_free_response",
                      "generate_refusals", "judge_free_response", "judge_refusals", "probe_tokens", "probe_subdomains",
                      "summarize_capabilities"],
 }
@@ -96,7 +98,7 @@ def job_flops(job: dict, config: dict, corpus_tokens: float) -> float:
         shape = ladder[size]
         return 6 * params(shape, vocab) + 6 * shape["n_layer"] * seq * shape["n_embd"]
 
-    if rule == "pretrain" or (rule == "train_right_half" and wc.get("size") in ladder):
+    if rule == "pretrain" or (rule in ("train_right_half", "train_upsampled_half") and wc.get("size") in ladder):
         size = wc["size"]
         return per_token(size) * config["training"]["tokens_per_param"] * params(ladder[size], vocab)
     if rule == "train_encoder":
@@ -108,7 +110,12 @@ def job_flops(job: dict, config: dict, corpus_tokens: float) -> float:
     if rule == "annotate_part":
         model = config["classifiers"]["models"][config["filters"][wc["filter"]]["classifier"]]
         parts = config.get("annotation", {}).get("parts", 4)
-        return 2 * 2 * per_token(model["size"]) / 3 * corpus_tokens / parts
+        if model["features"] == "pretrained":  # ModernBERT-large: one forward pass of 395M parameters
+            return 2 * 395e6 * 2 * corpus_tokens / parts
+        if model["features"] == "context_free":
+            return 0.0
+        directions = 2 if model["features"] == "bilm" else 1
+        return directions * 2 * per_token(model["size"]) / 3 * corpus_tokens / parts
     if rule == "label_documents":
         docs = config["labels"]["documents"][wc.get("part", "train")]
         return 2 * 9.2e9 * docs * config["labels"]["reference"]["max_tokens"]

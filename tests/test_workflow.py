@@ -89,6 +89,9 @@ def test_whole_dag_runs_and_writes_every_result(tiny_run):
         assert (classifiers / name).stat().st_size > 0, name
     for name in ["claims.csv", "weak_to_strong_claims.csv"]:
         assert set(pd.read_csv(classifiers / name)["claim"]) <= set(card["claim"]), name
+    table1 = pd.read_csv(classifiers / "table1.csv").set_index("classifier")
+    assert table1.loc["bilm_b_up", "f1_test"] > 0  # the forget-upsampled biLM: both halves trained on its corpus
+    assert (results / "classifiers/upsampled/forget50/b/left/model/model.safetensors").is_file()
     # Verdicts come from the results: the comparisons that need only the main series are measured.
     assert (card["verdict"] != "not measured").sum() >= 5
     # Training checkpoints live outside the declared outputs and are gone after success.
@@ -207,9 +210,26 @@ def test_the_downloads_target_plans_every_network_rule_and_nothing_else(tmp_path
     from outside; no compute job is in it."""
     shutil.copytree(REPO / "slurm", tmp_path / "slurm")
     proc = snakemake(tmp_path, "--profile", "slurm", "--configfile", str(REPO / "config/paper.yaml"), "-n", "downloads")
-    assert set(planned_jobs(proc.stdout)) == {"download_benchmarks", "download_reference", "download_sae",
+    assert set(planned_jobs(proc.stdout)) == {"download_benchmarks", "download_encoders", "download_reference", "download_sae",
                                               "ingest_attack_text", "ingest_corpus", "ingest_eval_text",
+                                              "ingest_rmu_retain_text", "download_posttrain",
                                               "train_tokenizer", "downloads"}
+
+
+def test_rmu_reads_retain_text_of_its_own_source_when_configured(tmp_path):
+    """paper.yaml's RMU retains Project Gutenberg text: a text source of its own is ingested,
+    tokenised and read as RMU's retain shard (every document of it), not the pretraining shard."""
+    config = yaml.safe_load(TINY.read_text())
+    (tmp_path / "gutenberg.jsonl").write_text('{"text": "Call me Ishmael. Some years ago, never mind how long."}\n')
+    config["robustness"]["rmu"]["retain_text"] = {"source": "files", "files": [
+        {"glob": "gutenberg.jsonl", "domain": "retain_far"}]}
+    path = tmp_path / "rmu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--configfile", str(path), "-n", "--forceall",
+                     f"results/robustness/rmu/{config['robustness']['sizes'][0]}/r0/summary.json")
+    rmu = proc.stdout.split("rule unlearn_rmu:", 1)[1].split("\n\n", 1)[0]
+    assert "results/data/tokens/rmu_retain" in rmu and "results/data/tokens/train" not in rmu
+    assert "rule ingest_rmu_retain_text:" in proc.stdout
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

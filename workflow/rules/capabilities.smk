@@ -22,6 +22,48 @@ if paper_benchmark_files():
             "../scripts/download_benchmarks.py"
 
 
+if POSTTRAIN_DATA and config["data"]["source"] != "synthetic":
+
+    if posttrain_downloads():
+
+        rule download_posttrain:
+            output:
+                [directory(path) if not path.endswith(POSTTRAIN_TABLE_SUFFIXES) else path for path in posttrain_downloads()],
+            params:
+                sets=canonical({name: spec for name, spec in POSTTRAIN_DATA.items() if spec.get("download")}),
+            log:
+                "results/logs/capabilities/download_posttrain.log",
+            conda:
+                "../envs/tokenfilter.yaml"
+            script:
+                "../scripts/download_posttrain.py"
+
+    rule ingest_posttrain:
+        input:
+            [spec["path"] for spec in POSTTRAIN_DATA.values()],
+        output:
+            instruct="results/data/instruct.jsonl",
+            chat="results/data/chat.jsonl",
+            refusal="results/data/refusal.jsonl",
+            free_response="results/data/free_response.jsonl",
+            summary="results/data/posttrain.ingest.json",
+        params:
+            data=canonical(POSTTRAIN_DATA),
+        log:
+            "results/logs/capabilities/ingest_posttrain.log",
+        benchmark:
+            "results/benchmarks/capabilities/ingest_posttrain.tsv"
+        threads: CAP_RESOURCES["cpus"]
+        resources:
+            gpu=0,
+            mem_mb=CAP_RESOURCES["mem_mb"],
+            runtime=CAP_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/ingest_posttrain.py"
+
+
 rule write_benchmark_tasks:
     input:
         mcq=expand("results/data/mcq/{domain}.jsonl", domain=DOMAINS) if "builtin" in CAPABILITIES["benchmarks"]["tasks"] else [],

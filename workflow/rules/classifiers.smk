@@ -4,6 +4,8 @@
 
 wildcard_constraints:
     name="|".join(CLASSIFIER_NAMES) or "^$",
+    tag="forget[0-9]+",
+    direction="left|right",
     level="sentence|document",
 
 
@@ -20,6 +22,53 @@ rule train_right_half:
         "results/logs/classifiers/train_right_half_{size}.log",
     benchmark:
         "results/benchmarks/classifiers/right_half/{size}.tsv"
+    threads: lambda wc: finetune_resources(wc.size)["cpus"]
+    resources:
+        gpu=lambda wc: finetune_resources(wc.size)["gpu"],
+        mem_mb=lambda wc: size_resources(config, wc.size)["mem_mb"],
+        runtime=lambda wc, attempt: size_resources(config, wc.size)["runtime"] * attempt,
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/train_spec.py"
+
+
+rule upsample_bilm_corpus:
+    input:
+        shard=TRAIN_SHARD,
+        corpus="results/data/corpus.parquet",
+    output:
+        shard=directory("results/classifiers/upsampled/{tag}/tokens"),
+    params:
+        forget_share=lambda wc: upsampled_share(config, wc.tag),
+        seed=config["seed"],
+    log:
+        "results/logs/classifiers/upsample_bilm_corpus_{tag}.log",
+    threads: CLASSIFIER_RESOURCES["cpus"]
+    resources:
+        gpu=0,
+        mem_mb=CLASSIFIER_RESOURCES["mem_mb"],
+        runtime=CLASSIFIER_RESOURCES["runtime"],
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/upsample_bilm_corpus.py"
+
+
+rule train_upsampled_half:
+    input:
+        shard="results/classifiers/upsampled/{tag}/tokens",
+    output:
+        model="results/classifiers/upsampled/{tag}/{size}/{direction}/model/model.safetensors",
+        summary="results/classifiers/upsampled/{tag}/{size}/{direction}/summary.json",
+    params:
+        spec=lambda wc: canonical(bilm_half_spec(config, wc.size, f"results/classifiers/upsampled/{wc.tag}/tokens",
+                                                 wc.direction, f"classifiers/upsampled/{wc.tag}/{wc.size}/{wc.direction}/r0")),
+        checkpoint_dir=lambda wc: f"results/checkpoints/classifiers/upsampled/{wc.tag}/{wc.size}/{wc.direction}",
+    log:
+        "results/logs/classifiers/train_upsampled_half_{tag}_{size}_{direction}.log",
+    benchmark:
+        "results/benchmarks/classifiers/upsampled/{tag}/{size}/{direction}.tsv"
     threads: lambda wc: finetune_resources(wc.size)["cpus"]
     resources:
         gpu=lambda wc: finetune_resources(wc.size)["gpu"],
@@ -55,6 +104,19 @@ rule train_encoder:
         "../scripts/train_spec.py"
 
 
+rule download_encoders:
+    output:
+        marker="resources/encoders/download.json",
+    params:
+        repos=downloaded_encoders(),
+    log:
+        "results/logs/classifiers/download_encoders.log",
+    conda:
+        "../envs/tokenfilter.yaml"
+    script:
+        "../scripts/download_hf.py"
+
+
 rule judged_labels:
     input:
         docs=f"{LABELS}/docs/{{part}}.parquet",
@@ -82,7 +144,7 @@ rule fit_classifier:
         docs=expand(f"{LABELS}/docs/{{part}}.parquet", part=("train", "val", "test")),
         shards=expand(f"{LABELS}/tokens/{{part}}", part=("train", "val", "test")),
         labels=lambda wc: training_label_files(wc.name),
-        models=lambda wc: [f"{d}/model.safetensors" for d in classifier_models(wc.name).values()],
+        models=lambda wc: classifier_model_inputs(wc.name),
     output:
         classifier="results/classifiers/models/{name}/classifier/classifier.json",
         metrics="results/classifiers/models/{name}/metrics.json",
@@ -157,6 +219,7 @@ if weak_to_strong_outputs():
             shards=expand(f"{LABELS}/tokens/{{part}}", part=("train", "val", "test")),
             labels=training_label_files(CLASSIFIERS["weak_to_strong"]["strong"]),
             metrics=[f"results/classifiers/models/{CLASSIFIERS['weak_to_strong'][side]}/metrics.json" for side in ("weak", "strong")],
+            models=[f for side in ("weak", "strong") for f in classifier_model_inputs(CLASSIFIERS["weak_to_strong"][side])],
         output:
             figure=report("results/analysis/classifiers/weak_to_strong.png", caption="../report/fig15.rst", category="1b. Labels and classifiers", labels={"figure": "weak-to-strong (Fig 15)"}),
             html=report("results/analysis/classifiers/weak_to_strong.html", caption="../report/fig15.rst", category="1b. Labels and classifiers", labels={"table": "weak-to-strong (Fig 15)"}),

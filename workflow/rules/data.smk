@@ -112,6 +112,33 @@ else:
             "../scripts/ingest.py"
 
 
+if RMU_RETAIN_TEXT:
+
+    rule ingest_rmu_retain_text:
+        output:
+            corpus="results/data/rmu_retain.parquet",
+            summary="results/data/rmu_retain.ingest.json",
+        params:
+            source=heldout_text_spec("rmu_retain")[0],
+            spec=heldout_text_spec("rmu_retain")[1],
+            seed=config["seed"],
+            val_fraction=0.0,
+            on_bad_record=config["data"]["on_bad_record"],
+        log:
+            "results/logs/data/ingest_rmu_retain_text.log",
+        benchmark:
+            "results/benchmarks/data/ingest_rmu_retain_text.tsv"
+        threads: DATA_RESOURCES["cpus"]
+        resources:
+            gpu=DATA_RESOURCES["gpu"],
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            "../envs/tokenfilter.yaml"
+        script:
+            "../scripts/ingest.py"
+
+
 rule train_tokenizer:
     input:
         corpus="results/data/corpus.parquet",

@@ -11,13 +11,13 @@ rule unlearn_rmu:
     input:
         model=lambda wc: weights(ladder_model("baseline", wc.size, wc.replicate)),
         forget=ATTACK_SHARD,
-        retain=TRAIN_SHARD,
+        retain=RMU_RETAIN_SHARD,
     output:
         model=f"{RMU}/model/model.safetensors",
         summary=f"{RMU}/summary.json",
     params:
         spec=lambda wc: canonical(rmu_spec(config, wc.size, ladder_model("baseline", wc.size, wc.replicate),
-                                           ATTACK_SHARD, TRAIN_SHARD, int(wc.replicate[1:]))),
+                                           ATTACK_SHARD, RMU_RETAIN_SHARD, int(wc.replicate[1:]))),
         checkpoint_dir=lambda wc: f"results/checkpoints/robustness/rmu/{wc.size}/{wc.replicate}",
     log:
         "results/logs/robustness/rmu/{size}/{replicate}.log",

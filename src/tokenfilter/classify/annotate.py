@@ -14,11 +14,15 @@ Classifier directory layout (written by :func:`save_classifier`)::
                            context-free baseline's table (features "context_free")
     document_probe.npz     optional: the document probe on mean-pooled features
     left/ right/           optional copies of the biLM halves (or paths elsewhere)
-    encoder/               optional copy of a masked-LM encoder (features "encoder")
+    encoder/               optional copy of a masked-LM encoder (features "encoder") or of a
+                           pretrained encoder (features "pretrained")
+    tokenizer/             optional copy of the pretraining tokenizer (features "pretrained":
+                           spells ids back into the encoder's text)
 
-``classifier.json``: ``{"format": 1, "features": "bilm" | "encoder" | "context_free",
-"left", "right" | "encoder": model directories (relative to the classifier directory, or
-absolute), "layer", "window", "stride", "batch", "token_probe", "document_probe" (file or null),
+``classifier.json``: ``{"format": 1, "features": "bilm" | "encoder" | "pretrained" | "context_free",
+"left", "right" | "encoder" (+ "tokenizer"): model directories (relative to the classifier
+directory, or absolute; a pretrained encoder may be a hub name read from the local cache),
+"layer", "window", "stride", "batch", "token_probe", "document_probe" (file or null),
 "document_max_tokens", "scores": "centred" | "probability"}``.
 
 Scores. With ``"centred"`` (the default) a token's score is σ(logit − logit(threshold)): a
@@ -53,7 +57,10 @@ from tokenfilter.io import atomic_directory, read_json, write_json
 CONFIG = "classifier.json"
 TOKEN_PROBE = "token_probe.npz"
 DOCUMENT_PROBE = "document_probe.npz"
-FEATURES = ("bilm", "encoder", "context_free")
+FEATURES = ("bilm", "encoder", "pretrained", "context_free")
+# What each kind of features loads: the roles of its model paths.
+MODEL_ROLES = {"bilm": ("left", "right"), "encoder": ("encoder",), "pretrained": ("encoder", "tokenizer"),
+               "context_free": ()}
 SCORES = ("centred", "probability")
 
 
@@ -92,7 +99,8 @@ class Classifier:
 
 def save_classifier(directory: str | os.PathLike, token_probe: Probe | ContextFreeBaseline, *, features: str = "bilm",
                     left: str | os.PathLike | None = None, right: str | os.PathLike | None = None,
-                    encoder: str | os.PathLike | None = None, layer: int | None = None, window: int | None = None,
+                    encoder: str | os.PathLike | None = None, tokenizer: str | os.PathLike | None = None,
+                    layer: int | None = None, window: int | None = None,
                     stride: int | None = None, batch: int = 32, document_probe: Probe | None = None,
                     document_max_tokens: int = MAX_POOLED_TOKENS, copy_models: bool = False,
                     scores: str = "centred") -> dict[str, Any]:
@@ -106,7 +114,8 @@ def save_classifier(directory: str | os.PathLike, token_probe: Probe | ContextFr
         raise ConfigError(f"classifier features must be one of {FEATURES}, got {features!r}")
     if scores not in SCORES:
         raise ConfigError(f"classifier scores must be one of {SCORES}, got {scores!r}")
-    models = {"bilm": {"left": left, "right": right}, "encoder": {"encoder": encoder}, "context_free": {}}[features]
+    given = {"left": left, "right": right, "encoder": encoder, "tokenizer": tokenizer}
+    models = {role: given[role] for role in MODEL_ROLES[features]}
     missing = [name for name, path in models.items() if path is None]
     if missing:
         raise ConfigError(f"a {features} classifier needs model directories {missing}")
@@ -122,11 +131,18 @@ def save_classifier(directory: str | os.PathLike, token_probe: Probe | ContextFr
                               "document_max_tokens": int(document_max_tokens), "scores": scores}
     with atomic_directory(directory) as tmp:
         for name, path in models.items():
-            if copy_models:
-                shutil.copytree(path, tmp / name)
+            local = Path(path)
+            if not local.exists():  # a hub name (pretrained encoders), read from the local cache
+                config[name] = str(path)
+            elif copy_models:
+                if local.is_dir():
+                    shutil.copytree(local, tmp / name)
+                else:
+                    (tmp / name).mkdir()
+                    shutil.copy2(local, tmp / name / local.name)
                 config[name] = name
             else:
-                config[name] = str(Path(path).resolve())
+                config[name] = str(local.resolve())
         token_probe.save(tmp / TOKEN_PROBE)
         if document_probe is not None:
             document_probe.save(tmp / DOCUMENT_PROBE)
@@ -152,28 +168,52 @@ def load_classifier(directory: str | os.PathLike, device: str | torch.device | N
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def model_path(key: str) -> str:
-        return str((directory / config[key]).resolve())
+        local = directory / config[key]
+        return str(local.resolve()) if local.exists() else config[key]  # else a hub name
 
     features = config["features"]
-    extractor: StreamFeatures | None
-    if features == "bilm":
-        extractor = BiLM.load(model_path("left"), model_path("right"), config["layer"], config["window"],
-                              config["stride"], config["batch"], device)
-    elif features == "encoder":
-        from tokenfilter.classify.mlm import EncoderFeatures
-
-        extractor = EncoderFeatures.load(model_path("encoder"), config["layer"], config["window"], config["stride"],
-                                         config["batch"], device)
-    elif features == "context_free":
-        extractor = None
-    else:
+    if features not in FEATURES:
         raise ConfigError(f"{directory}: unknown classifier features {features!r}")
+    extractor = None if features == "context_free" else extractor_for(
+        features, {role: model_path(role) for role in MODEL_ROLES[features]}, config["layer"],
+        {key: config[key] for key in ("window", "stride", "batch")}, device)
     token_probe: Probe | ContextFreeBaseline = (ContextFreeBaseline.load(directory / config["token_probe"])
                                                 if features == "context_free" else
                                                 Probe.load(directory / config["token_probe"]))
     document_probe = Probe.load(directory / config["document_probe"]) if config.get("document_probe") else None
     return Classifier(features, extractor, token_probe, document_probe, int(config["document_max_tokens"]),
                       config.get("scores", "centred"))
+
+
+def extractor_for(features: str, models: dict[str, str], layer: int, windowing: dict[str, Any],
+                  device: str | torch.device = "cpu") -> StreamFeatures:
+    """The feature extractor of a kind of features at ``layer``; ``models``: {role: path} of
+    :data:`MODEL_ROLES`; ``windowing``: window, stride (None: the models' defaults) and batch."""
+    window, stride, batch = windowing.get("window"), windowing.get("stride"), int(windowing.get("batch") or 32)
+    if features == "bilm":
+        return BiLM.load(models["left"], models["right"], layer, window, stride, batch, device)
+    if features == "encoder":
+        from tokenfilter.classify.mlm import EncoderFeatures
+
+        return EncoderFeatures.load(models["encoder"], layer, window, stride, batch, device)
+    if features == "pretrained":
+        from tokenfilter.classify.pretrained import PretrainedEncoderFeatures
+
+        return PretrainedEncoderFeatures.load(models["encoder"], models["tokenizer"], layer, window, stride, batch,
+                                              device)
+    raise ConfigError(f"classifier features {features!r} have no extractor; known: {FEATURES[:-1]}")
+
+
+def model_depth(features: str, models: dict[str, str]) -> int:
+    """Blocks of a classifier's feature model (the layers a probe can read)."""
+    if features == "pretrained":
+        from tokenfilter.classify.pretrained import pretrained_depth
+
+        return pretrained_depth(models["encoder"])
+    from tokenfilter.model.checkpoint import read_model_config
+
+    config = read_model_config(models["left" if features == "bilm" else "encoder"])
+    return int(config.get("n_layer") or config.get("num_hidden_layers"))
 
 
 # --- scoring a range ----------------------------------------------------------------------------------------

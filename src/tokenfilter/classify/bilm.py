@@ -26,6 +26,7 @@ scattered over parts: :mod:`tokenfilter.classify.annotate`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -110,6 +111,56 @@ def train_half(spec: TrainSpec | dict[str, Any], reverse: bool | None = None) ->
     if reverse:
         source = ReversedBatches(source)
     return train(spec, source, extra_summary={"bilm_direction": "right" if reverse else "left"})
+
+
+# --- a forget-upsampled biLM corpus (paper Table 1: "upsample PubMed") ---------------------------------
+
+def upsampled_documents(lengths: np.ndarray, is_forget: np.ndarray, forget_share: float, seed: int) -> np.ndarray:
+    """Indices of documents (repeats allowed, shuffled) in which the forget-domain documents hold
+    ``forget_share`` of the tokens: every document once, then forget-domain documents again
+    (whole passes, then a random subset for the remainder) until the share is reached. A share
+    at or below the corpus's own keeps every document once."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    is_forget = np.asarray(is_forget, dtype=bool)
+    if not 0 < forget_share < 1:
+        raise ConfigError(f"forget_share must be in (0, 1), got {forget_share}")
+    forget_tokens, retain_tokens = int(lengths[is_forget].sum()), int(lengths[~is_forget].sum())
+    if forget_tokens == 0:
+        raise ConfigError("forget_share: the corpus has no forget-domain documents to upsample")
+    rng = np.random.default_rng(seed)
+    order = [np.arange(len(lengths))]
+    # forget tokens needed so that forget / (forget + retain) = share
+    extra = forget_share / (1 - forget_share) * retain_tokens - forget_tokens
+    forget_ids = np.nonzero(is_forget)[0]
+    while extra > 0:
+        pass_ids = rng.permutation(forget_ids)
+        cum = np.cumsum(lengths[pass_ids])
+        take = pass_ids if cum[-1] <= extra else pass_ids[:int(np.searchsorted(cum, extra)) + 1]
+        order.append(take)
+        extra -= int(lengths[take].sum())
+    return rng.permutation(np.concatenate(order))
+
+
+def upsample_shard(shard_dir: str | os.PathLike, corpus_path: str | os.PathLike, out_dir: str | os.PathLike,
+                   forget_share: float, seed: int) -> dict[str, Any]:
+    """Write a biLM training shard from the pretraining shard with its forget-domain documents
+    (the corpus's ``domain`` column: a source's domain, e.g. PubMed for the paper) upsampled to
+    ``forget_share`` of the tokens (:func:`upsampled_documents`); returns the new shard's meta."""
+    from tokenfilter.data.corpus import iter_corpus
+    from tokenfilter.data.shards import write_documents
+
+    shard = TokenShard.open(shard_dir)
+    domain = {int(row["doc_id"]): row["domain"] for row in iter_corpus(corpus_path, ["doc_id", "domain"])}
+    missing = [int(d) for d in shard.docs["doc_id"][:1000] if int(d) not in domain]
+    if missing:
+        raise ConfigError(f"{corpus_path}: documents {missing[:5]} of {shard_dir} are not in the corpus")
+    is_forget = np.array([domain[int(d)] == "forget" for d in shard.docs["doc_id"]], dtype=bool)
+    picked = upsampled_documents(shard.docs["length"], is_forget, forget_share, seed)
+    lengths = np.asarray(shard.docs["length"], dtype=np.int64)
+    share_before = float(lengths[is_forget].sum() / lengths.sum())
+    share_after = float(lengths[picked][is_forget[picked]].sum() / lengths[picked].sum())
+    return write_documents(shard, picked, out_dir, forget_domain_share={"before": share_before, "after": share_after},
+                           forget_share_target=forget_share)
 
 
 def _block_size(spec: TrainSpec) -> int:
@@ -201,6 +252,21 @@ def block_bounds(n_tokens: int, stride: int, blocks: np.ndarray) -> tuple[np.nda
     """(starts, stops) of grid blocks: block k holds positions [k·stride, (k+1)·stride), cut at the end."""
     starts = np.asarray(blocks, dtype=np.int64) * stride
     return starts, np.minimum(starts + stride, n_tokens)
+
+
+def centred_windows(n_tokens: int, windowing: Windowing, blocks: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(starts, stops, windows) for a model that reads both sides (an encoder): each block's window
+    of up to ``windowing.window`` tokens is centred on the block, so every token has at least
+    (window − stride) / 2 tokens of context on each side (fewer at the ends of the stream)."""
+    window, stride = windowing.window, windowing.stride
+    starts, stops = block_bounds(n_tokens, stride, blocks)
+    windows = []
+    for lo in starts:
+        w_lo = max(0, int(lo) - (window - stride) // 2)
+        w_hi = min(n_tokens, w_lo + window)
+        windows.append((max(0, w_hi - window), w_hi))
+    return starts, stops, windows
 
 
 def run_windows(model_fn: Callable[[torch.Tensor], torch.Tensor], tokens: np.ndarray,

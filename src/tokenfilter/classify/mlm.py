@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenfilter.classify.bilm import Windowing, block_bounds, run_windows
+from tokenfilter.classify.bilm import Windowing, centred_windows, run_windows
 from tokenfilter.data.tokenizer import padded_vocab_size
 from tokenfilter.errors import ConfigError
 from tokenfilter.model.hidden import n_blocks, residual_stream, resolve_layers
@@ -197,13 +197,7 @@ class EncoderFeatures:
         return residual_stream(self.encoder, token_ids.to(device), self.layer)[self.layer]
 
     def block_features(self, tokens: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-        n, (window, stride) = len(tokens), (self.windowing.window, self.windowing.stride)
-        starts, stops = block_bounds(n, stride, blocks)
-        windows = []
-        for lo, hi in zip(starts, stops):
-            w_lo = max(0, int(lo) - (window - stride) // 2)
-            w_hi = min(n, w_lo + window)
-            windows.append((max(0, w_hi - window), w_hi))
+        starts, stops, windows = centred_windows(len(tokens), self.windowing, blocks)
         feats = run_windows(self.features, tokens, windows)
         parts = [f[lo - w_lo: hi - w_lo] for (lo, hi), (w_lo, _), f in zip(zip(starts, stops), windows, feats)]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.dim), np.float32)

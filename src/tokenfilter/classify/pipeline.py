@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from tokenfilter.classify.bilm import BiLM, StreamFeatures, features_at
+from tokenfilter.classify.annotate import extractor_for, model_depth, save_classifier
+from tokenfilter.classify.bilm import StreamFeatures, features_at
 from tokenfilter.classify.probe import binary_metrics, fit_probe, non_special, token_examples
 from tokenfilter.data.alignment import token_labels_from_spans
 from tokenfilter.data.corpus import iter_corpus
@@ -33,7 +34,6 @@ from tokenfilter.io import read_json, write_json
 from tokenfilter.judge.base import Judge, TextItem
 
 PARTS = ("train", "val", "test")
-FEATURES = ("bilm", "encoder", "context_free")
 LABEL_SOURCES = ("sae", "truth", "sentence", "document")
 
 
@@ -116,24 +116,6 @@ def document_truth(docs_path: str | os.PathLike) -> np.ndarray | None:
 
 # --- features -----------------------------------------------------------------------------------------------
 
-def extractor_for(features: str, models: dict[str, str], layer: int, windowing: dict[str, Any]) -> StreamFeatures:
-    window, stride, batch = windowing.get("window"), windowing.get("stride"), int(windowing.get("batch", 32))
-    if features == "bilm":
-        return BiLM.load(models["left"], models["right"], layer, window, stride, batch)
-    if features == "encoder":
-        from tokenfilter.classify.mlm import EncoderFeatures
-
-        return EncoderFeatures.load(models["encoder"], layer, window, stride, batch)
-    raise ConfigError(f"classifier features {features!r} have no extractor; known: {FEATURES}")
-
-
-def model_depth(features: str, models: dict[str, str]) -> int:
-    from tokenfilter.model.checkpoint import read_model_config
-
-    config = read_model_config(models["left" if features == "bilm" else "encoder"])
-    return int(config.get("n_layer") or config.get("num_hidden_layers"))
-
-
 def _positions(shard: TokenShard) -> np.ndarray:
     ids = np.asarray(shard.tokens)
     return np.nonzero(non_special(ids, shard.meta["special_ids"].values()))[0]
@@ -153,7 +135,6 @@ def fit_classifier(features: str, models: dict[str, str], data: LabelledData, ou
     returns and writes (``metrics_path``) its validation and test metrics against the training
     labels and the truth, the layer sweep, and the document probe's metrics (``document``
     settings: fit a document probe on judge labels; None: no document probe)."""
-    from tokenfilter.classify.annotate import save_classifier
     from tokenfilter.classify.baselines import ContextFreeBaseline
 
     out_dir = Path(out_dir)
@@ -213,7 +194,7 @@ def fit_classifier(features: str, models: dict[str, str], data: LabelledData, ou
     if document is not None:
         document_probe, metrics["document"] = _fit_document(extractor, data, judge, document, probe, seed)
     save_classifier(out_dir, token_probe, features=features, left=models.get("left"), right=models.get("right"),
-                    encoder=models.get("encoder"), layer=token_probe.layer, window=windowing.get("window"),
+                    encoder=models.get("encoder"), tokenizer=models.get("tokenizer"), layer=token_probe.layer, window=windowing.get("window"),
                     stride=windowing.get("stride"), batch=int(windowing.get("batch", 32)),
                     document_probe=document_probe, document_max_tokens=document["max_tokens"] if document else 1024)
     metrics.update(layer=token_probe.layer, C=token_probe.C, threshold=token_probe.threshold, layer_sweep=sweep,

@@ -86,7 +86,7 @@ def classifier_claims(table: pd.DataFrame, shard_dir: str | os.PathLike, scores:
                       main_labels: np.ndarray | None, main_labels_name: str, roles: dict[str, str | None],
                       seed: int = 0) -> pd.DataFrame:
     """Scorecard rows of E2, E3 and E16 (``roles`` names the classifier playing each part: main
-    (the filter's biLM), encoder, context_free, sentence, document; None: not in this run).
+    (the filter's biLM), encoder, pretrained, context_free, sentence, document; None: not in this run).
     Comparisons are on the test documents against the labels the main classifier learnt from
     (``main_labels``, named ``main_labels_name``: the paper's were SAE labels), and against the
     ground truth where it exists."""
@@ -128,6 +128,10 @@ def classifier_claims(table: pd.DataFrame, shard_dir: str | os.PathLike, scores:
                    "coarse-label probes are only slightly worse (Fig 25)", "Fig 25", roles.get("main"),
                    roles.get("document"), main_labels_name),
     ]
+    if roles.get("pretrained"):  # only paper.yaml has one (the built-in world cannot download ModernBERT)
+        rows.insert(1, comparison("The biLM probe beats a frozen pretrained encoder's probe (test token F1)",
+                                  "biLM 0.880 vs ModernBERT-large 0.812 test F1 (Table 1)", "Table 1", roles.get("main"),
+                                  roles.get("pretrained"), main_labels_name))
     if main_labels_name != "ground truth":
         rows.insert(2, comparison("The biLM probe beats a context-free baseline against the ground truth",
                                   "beyond the paper (the paper had no token ground truth)", "Table 1", roles.get("main"),
@@ -249,7 +253,7 @@ def plot_granularity(table: pd.DataFrame, roles: dict[str, str | None], path: st
 
 def roles_of(models: dict[str, dict], main: str | None) -> dict[str, str | None]:
     """Which classifier plays each part in the claims: the main biLM (the filter's), a masked-LM
-    encoder, the context-free baseline, and biLM probes on sentence / document labels (those of
+    encoder, a frozen pretrained encoder, the context-free baseline, and biLM probes on sentence / document labels (those of
     the main biLM's size first)."""
     main_size = models.get(main, {}).get("size") if main else None
     main_labels = models.get(main, {}).get("labels") if main else None
@@ -261,6 +265,7 @@ def roles_of(models: dict[str, dict], main: str | None) -> dict[str, str | None]
 
     return {"main": main,
             "encoder": pick(lambda m: m["features"] == "encoder" and m["labels"] == main_labels),
+            "pretrained": pick(lambda m: m["features"] == "pretrained" and m["labels"] == main_labels),
             "context_free": pick(lambda m: m["features"] == "context_free" and m["labels"] == main_labels),
             "sentence": pick(lambda m: m["features"] == "bilm" and m["labels"] == "sentence"),
             "document": pick(lambda m: m["features"] == "bilm" and m["labels"] == "document")}

@@ -214,6 +214,13 @@ def _classifier_problems(config: dict[str, Any]) -> list[str]:
     problems = [f"config key 'filters.{name}.classifier': {spec.get('classifier')!r} is not under classifiers.models "
                 f"({sorted(models)})" for name, spec in config["filters"].items()
                 if spec["kind"] == "classifier" and spec.get("classifier") not in models]
+    for name, spec in models.items():
+        if spec["features"] in ("bilm", "encoder") and spec.get("size") not in config["ladder"]:
+            problems.append(f"config key 'classifiers.models.{name}.size': {spec['features']} features need a ladder "
+                            f"size, got {spec.get('size')!r} ({sorted(config['ladder'])})")
+        if spec["features"] == "pretrained" and not spec.get("name"):
+            problems.append(f"config key 'classifiers.models.{name}.name': required for pretrained features "
+                            "(a Hugging Face model id or a local directory)")
     w2s = config.get("classifiers", {}).get("weak_to_strong", {})
     for side in ("weak", "strong"):
         name = w2s.get(side)
@@ -233,9 +240,11 @@ def _robustness_problems(config: dict[str, Any]) -> list[str]:
     robustness = config["robustness"]
     if not robustness["sizes"]:
         return []
-    if robustness["rmu"]["retain_documents"] == "no_forget" and config["data"]["source"] != "synthetic":
+    if (robustness["rmu"]["retain_documents"] == "no_forget" and config["data"]["source"] != "synthetic"
+            and not robustness["rmu"].get("retain_text")):
         return ["config key 'robustness.rmu.retain_documents': 'no_forget' picks documents by their token ground "
-                f"truth, which data.source {config['data']['source']!r} does not have; set 'all' (every training document)"]
+                f"truth, which data.source {config['data']['source']!r} does not have; set 'all' (every training "
+                "document) or give RMU retain text of its own (robustness.rmu.retain_text)"]
     ladders = [name for name, spec in config["experiments"].items() if spec["kind"] == "ladder"]
     if not ladders:
         return ["config key 'robustness.sizes': robustness attacks the main ladder series' models, and no "
@@ -279,10 +288,15 @@ def _capabilities_problems(config: dict[str, Any]) -> list[str]:
         if source != "synthetic":
             problems.append(f"config key 'capabilities.{key}': the probes read ground-truth token labels, which only "
                             f"data.source 'synthetic' has (data.source is {source!r})")
-    if "posttrain.sizes" in used and source != "synthetic":
-        problems.append("config key 'capabilities.posttrain.sizes': post-training reads the built-in world's "
-                        "instruction, chat and refusal sets; the paper's (Table 3 mix, smol-smoltalk, HealthSearchQA, "
-                        f"Alpaca) are not ingested yet, so data.source {source!r} cannot post-train")
+    if "posttrain.sizes" in used and source != "synthetic" and not capabilities["posttrain"].get("data"):
+        problems.append("config key 'capabilities.posttrain.data': post-training on real data reads the paper's sets "
+                        "(Table 3 mix, smol-smoltalk, HealthSearchQA, Alpaca) from local copies; name them here "
+                        f"(data.source {source!r} has no built-in sets)")
+    for name, spec in (capabilities["posttrain"].get("data") or {}).items():
+        download = spec.get("download") or {}
+        if download.get("source") == "huggingface" and not (download.get("repo") and download.get("pattern")):
+            problems.append(f"config key 'capabilities.posttrain.data.{name}.download': source huggingface needs "
+                            "repo and pattern")
     if "posttrain.sizes" in used:
         judge = config["judge"]["kind"]
         if judge == "provenance":

@@ -254,7 +254,8 @@ def rmu_spec(config: dict[str, Any], size: str, model_dir: str, forget_shard: st
     return {
         "run": f"robustness/rmu/{size}/default/r{replicate}", "task": "rmu", "init_from": model_dir,
         "data": {"forget_shard": forget_shard, "retain_shard": retain_shard,
-                 "retain_documents": rmu["retain_documents"]},
+                 # text of its own source is retain text throughout; the pretraining shard is filtered
+                 "retain_documents": "all" if rmu.get("retain_text") else rmu["retain_documents"]},
         "objective": {"kind": "rmu", "layer": rmu["layer"], "alpha": rmu["alpha"],
                       "steering_coeff": rmu["steering_coeff"], "steering_scale": rmu["steering_scale"],
                       "reference_norm": rmu["reference_norm"], "norm_tokens": rmu["norm_tokens"]},
@@ -369,7 +370,27 @@ def classifier_model(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 def trained_halves(config: dict[str, Any]) -> list[str]:
     """Sizes whose biLM right half some classifier needs (the left half is the ladder baseline)."""
-    return sorted({m["size"] for m in config["classifiers"]["models"].values() if m["features"] == "bilm"})
+    return sorted({m["size"] for m in config["classifiers"]["models"].values()
+                   if m["features"] == "bilm" and m.get("forget_share") is None})
+
+
+def upsampled_tag(forget_share: float) -> str:
+    """The name of a forget-upsampled biLM corpus (e.g. 0.5 -> ``forget50``)."""
+    return f"forget{round(100 * forget_share):02d}"
+
+
+def upsampled_bilms(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(corpus tag, size) of every biLM some classifier trains on a forget-upsampled corpus (both
+    halves trained: the ladder's baseline saw the pretraining mix, not this one)."""
+    return sorted({(upsampled_tag(m["forget_share"]), m["size"]) for m in config["classifiers"]["models"].values()
+                   if m["features"] == "bilm" and m.get("forget_share") is not None})
+
+
+def upsampled_share(config: dict[str, Any], tag: str) -> float:
+    for m in config["classifiers"]["models"].values():
+        if m.get("forget_share") is not None and upsampled_tag(m["forget_share"]) == tag:
+            return float(m["forget_share"])
+    raise ConfigError(f"no classifier trains a biLM on the corpus {tag!r}")
 
 
 def encoder_sizes(config: dict[str, Any]) -> list[str]:
@@ -379,11 +400,17 @@ def encoder_sizes(config: dict[str, Any]) -> list[str]:
 def right_half_spec(config: dict[str, Any], size: str, shard: str) -> dict[str, Any]:
     """The right-to-left half of the biLM of ``size``: the ladder's shape, learning rate and budget,
     trained on reversed windows (the left half is the main series' baseline of that size)."""
+    return bilm_half_spec(config, size, shard, "right", f"classifiers/bilm/{size}/right/r0")
+
+
+def bilm_half_spec(config: dict[str, Any], size: str, shard: str, direction: str, run: str) -> dict[str, Any]:
+    """One half of a biLM of ``size`` (``direction`` left or right: reversed windows) on a token shard."""
+    if direction not in ("left", "right"):
+        raise ConfigError(f"a biLM half is 'left' or 'right', not {direction!r}")
     shape = config["ladder"][size]
-    return _from_scratch(config, f"classifiers/bilm/{size}/right/r0", "bilm", _gpt_fields(config, shape), shard,
-                         shape["lr"], shape["weight_decay"],
+    return _from_scratch(config, run, "bilm", _gpt_fields(config, shape), shard, shape["lr"], shape["weight_decay"],
                          {"tokens_per_param": config["training"]["tokens_per_param"]}, {"kind": "lm"},
-                         {"reverse": True})
+                         {"reverse": direction == "right"})
 
 
 def encoder_spec(config: dict[str, Any], size: str, shard: str) -> dict[str, Any]:

@@ -61,3 +61,50 @@ def token_spans_to_char_spans(
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     labels = np.asarray(labels, dtype=bool)
     return merge_spans(offsets[labels])
+
+
+def overlap_ranges(
+    offsets_src: Sequence[Sequence[int]] | np.ndarray, offsets_dst: Sequence[Sequence[int]] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each destination token, the range ``[lo, hi)`` of source tokens whose character spans
+    overlap its own: the same overlap rule as :func:`token_labels_from_spans`, in the direction
+    that carries per-token *vectors* across tokenizers (a pretrained encoder's features read back
+    at the pretraining tokenizer's positions).
+
+    Zero-width source tokens (special tokens) are skipped; a destination token that overlaps no
+    source token (whitespace another tokenizer folds into its neighbour) gets the empty range at
+    the source token just before it, which :func:`pool_overlapping` reads as that token.
+    Both offset arrays must be sorted by start, as tokenizers report them.
+    """
+    src = np.asarray(offsets_src, dtype=np.int64).reshape(-1, 2)
+    dst = np.asarray(offsets_dst, dtype=np.int64).reshape(-1, 2)
+    keep = np.nonzero(src[:, 1] > src[:, 0])[0]
+    starts, ends = src[keep, 0], src[keep, 1]
+    # Source spans are disjoint and sorted, so both ends are monotone and a binary search finds
+    # the first source span ending after the token starts and the first starting at/after it ends.
+    lo = np.searchsorted(ends, dst[:, 0], side="right")
+    hi = np.searchsorted(starts, dst[:, 1], side="left")
+    hi = np.maximum(hi, lo)
+    empty = hi == lo
+    lo_full = np.where(empty, np.clip(lo - 1, 0, max(len(keep) - 1, 0)), lo)
+    hi_full = np.where(empty, lo_full, hi)
+    if len(keep) == 0:
+        return np.zeros(len(dst), np.int64), np.zeros(len(dst), np.int64)
+    # Back to indices of the unfiltered source array (kept tokens are increasing).
+    lo_idx = keep[np.clip(lo_full, 0, len(keep) - 1)]
+    hi_idx = np.where(hi_full > lo_full, keep[np.clip(hi_full - 1, 0, len(keep) - 1)] + 1, lo_idx)
+    return lo_idx, hi_idx
+
+
+def pool_overlapping(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Mean of ``values`` (source tokens × d) over each range ``[lo, hi)`` of :func:`overlap_ranges`;
+    an empty range reads the single row ``lo``. ``keep`` (bool per source token) leaves rows out of
+    the means (zero-width tokens inside a range)."""
+    values = np.asarray(values, dtype=np.float64)
+    weight = np.ones(len(values)) if keep is None else np.asarray(keep, dtype=np.float64)
+    csum = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values * weight[:, None], axis=0)])
+    count = np.concatenate([[0.0], np.cumsum(weight)])
+    total, n = csum[hi] - csum[lo], count[hi] - count[lo]
+    single = n == 0
+    out = np.where(single[:, None], values[np.clip(lo, 0, len(values) - 1)], total / np.maximum(n, 1)[:, None])
+    return out.astype(np.float32)

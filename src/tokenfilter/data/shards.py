@@ -164,3 +164,40 @@ def tokenize_corpus(
         }
         write_json(tmp_dir / "meta.json", meta)
     return meta
+
+
+def write_documents(shard: TokenShard, doc_indices: np.ndarray, out_dir: str | os.PathLike,
+                    chunk_docs: int = 4096, **meta_extra) -> dict:
+    """A new shard of ``shard``'s documents ``doc_indices`` (indices into ``shard.docs``, in this
+    order, repeats allowed), with their tokens, labels and document records; returns its meta.
+    Documents keep their doc_id (a repeated document appears under the same id)."""
+    doc_indices = np.asarray(doc_indices, dtype=np.int64)
+    if len(doc_indices) and not 0 <= doc_indices.min() <= doc_indices.max() < len(shard.docs):
+        raise ValueError(f"document indices out of range for {shard.directory} ({len(shard.docs)} documents)")
+    arrays = {"tokens.bin": shard.tokens}
+    if shard.labels is not None:
+        arrays["labels.bin"] = shard.labels
+    if shard.ambiguous is not None:
+        arrays["ambiguous.bin"] = shard.ambiguous
+    n_tokens = n_forget = 0
+    with atomic_directory(out_dir) as tmp_dir:
+        files = {name: open(tmp_dir / name, "wb") for name in arrays}
+        try:
+            with open(tmp_dir / "docs.bin", "wb") as f_docs:
+                for lo in range(0, len(doc_indices), chunk_docs):
+                    picked = shard.docs[doc_indices[lo:lo + chunk_docs]]
+                    records = np.array(picked, dtype=DOC_DTYPE)
+                    records["start"] = n_tokens + np.concatenate([[0], np.cumsum(picked["length"])[:-1]])
+                    for name, array in arrays.items():
+                        files[name].write(np.concatenate([np.asarray(array[s:s + n]) for s, n in
+                                                          zip(picked["start"], picked["length"])]).tobytes())
+                    f_docs.write(records.tobytes())
+                    n_tokens += int(picked["length"].sum())
+                    n_forget += int(picked["n_forget"].sum())
+        finally:
+            for f in files.values():
+                f.close()
+        meta = {**shard.meta, "n_tokens": n_tokens, "n_docs": len(doc_indices), "n_forget_tokens": n_forget,
+                "source_shard": str(shard.directory), **meta_extra}
+        write_json(tmp_dir / "meta.json", meta)
+    return meta

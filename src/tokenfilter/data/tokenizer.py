@@ -78,6 +78,19 @@ def load_pretrained(name: str) -> Tokenizer:
     return tokenizer
 
 
+def _byte_alphabet() -> dict[int, str]:
+    """Byte-level BPE's byte → character map (GPT-2's): printable Latin-1 bytes stand for
+    themselves, the other 68 bytes for the characters from U+0100 on, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
 def _ordinary(tokenizer: Tokenizer) -> Tokenizer:
     """A copy that treats special-token strings in text as ordinary text."""
     spec = json.loads(tokenizer.to_str())
@@ -94,6 +107,7 @@ class TextTokenizer:
 
     def __post_init__(self) -> None:
         self._ordinary = _ordinary(self.tokenizer)
+        self._token_bytes: list[bytes] | None = None
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Tokenizer) -> "TextTokenizer":
@@ -132,6 +146,60 @@ class TextTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each id stands for (special tokens: empty), computed once.
+
+        Byte-level BPE (ours, cl100k) maps each byte to a printable character in its vocabulary;
+        the inverse of that map gives a token's exact bytes, also for tokens that hold part of a
+        multi-byte character. Other tokenizers fall back to decoding the id alone.
+        """
+        if self._token_bytes is None:
+            n = self.vocab_size
+            added = self.tokenizer.get_added_tokens_decoder()
+            special = set(self.special_ids.values()) | {i for i, token in added.items() if token.special}
+            decoder = json.loads(self.tokenizer.to_str()).get("decoder") or {}
+            byte_of = {ch: b for b, ch in _byte_alphabet().items()} if decoder.get("type") == "ByteLevel" else None
+            out = []
+            for i in range(n):
+                piece = self.tokenizer.id_to_token(i)
+                if i in special or piece is None:
+                    out.append(b"")
+                elif byte_of is not None and all(ch in byte_of for ch in piece):
+                    out.append(bytes(byte_of[ch] for ch in piece))
+                else:
+                    out.append(self.tokenizer.decode([i], skip_special_tokens=False).encode("utf-8"))
+            self._token_bytes = out
+        return self._token_bytes
+
+    def text_with_offsets(self, ids: Sequence[int], special_text: str = "\n\n") -> tuple[str, np.ndarray]:
+        """The text a run of ids spells and each id's character span [start, end) in it, as
+        :meth:`encode_batch` reports offsets: a token holding part of a multi-byte character spans
+        that whole character (tests check the two agree). Bytes that are not valid UTF-8 (a window
+        cut inside a character) become U+FFFD. Special tokens spell ``special_text`` (a document
+        boundary reads as a paragraph break to another tokenizer's model).
+        """
+        import codecs
+
+        table = self.token_bytes()
+        special = set(self.special_ids.values())
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        parts: list[str] = []
+        spans = np.zeros((len(ids), 2), dtype=np.int64)
+        length = 0
+        for k, i in enumerate(ids):
+            i = int(i)
+            if i in special:
+                piece = decoder.decode(b"", final=True) + special_text
+                decoder.reset()
+            else:
+                piece = decoder.decode(table[i] if 0 <= i < len(table) else b"")
+            pending = bool(decoder.getstate()[0])  # bytes of a character the next token completes
+            spans[k] = (length, length + len(piece) + pending)
+            parts.append(piece)
+            length += len(piece)
+        parts.append(decoder.decode(b"", final=True))
+        return "".join(parts), spans
 
     def save(self, path: str | os.PathLike) -> None:
         """Save as a directory that ``transformers.AutoTokenizer`` can load; ``tokenizer.json`` last.

@@ -13,11 +13,12 @@ the local files (:func:`tokenfilter.evaluate.benchmarks.write_paper_tasks`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +30,30 @@ MEDQA_REPO = "GBaker/MedQA-USMLE-4-options"
 MEDMCQA_FIELDS = ("question", "opa", "opb", "opc", "opd", "cop")
 
 
-def download_mmlu(paths: Mapping[str, str | os.PathLike], timeout: float = 120.0) -> None:
-    """MMLU test CSVs: {``mmlu_<subject>``: destination} from the release archive."""
+@contextlib.contextmanager
+def mmlu_archive(timeout: float = 120.0, url: str = MMLU_ARCHIVE) -> Iterator[tarfile.TarFile]:
+    """The MMLU release archive, downloaded to a temporary file and opened (removed on exit)."""
     import requests
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "data.tar"
-        with requests.get(MMLU_ARCHIVE, stream=True, timeout=timeout) as response:
+        with requests.get(url, stream=True, timeout=timeout) as response:
             response.raise_for_status()
             with open(archive, "wb") as f:
                 shutil.copyfileobj(response.raw, f)
         with tarfile.open(archive) as tar:
-            for name, dest in paths.items():
-                member = tar.extractfile(f"data/test/{name.removeprefix('mmlu_')}_test.csv")
-                if member is None:
-                    raise FileNotFoundError(f"{MMLU_ARCHIVE} has no test file for {name}")
-                with atomic_path(dest) as out, open(out, "wb") as f:
-                    shutil.copyfileobj(member, f)
+            yield tar
+
+
+def download_mmlu(paths: Mapping[str, str | os.PathLike], timeout: float = 120.0, url: str = MMLU_ARCHIVE) -> None:
+    """MMLU test CSVs: {``mmlu_<subject>``: destination} from the release archive (``url``)."""
+    with mmlu_archive(timeout, url) as tar:
+        for name, dest in paths.items():
+            member = tar.extractfile(f"data/test/{name.removeprefix('mmlu_')}_test.csv")
+            if member is None:
+                raise FileNotFoundError(f"{MMLU_ARCHIVE} has no test file for {name}")
+            with atomic_path(dest) as out, open(out, "wb") as f:
+                shutil.copyfileobj(member, f)
 
 
 def download_medmcqa(dest: str | os.PathLike) -> int:
