@@ -309,8 +309,14 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     # --- optimizer ------------------------------------------------------------------------------
     trainable = objective.trainable(model)
     groups = optimizer_groups(model, spec.weight_decay, trainable)
-    optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps,
-                                  fused=device.type == "cuda")
+    if device.type == "cpu" and not compiled:
+        # torch's own CPU update without torch.optim's 1.7 s import of dynamo (train/optim.py)
+        from tokenfilter.train.optim import AdamW
+
+        optimizer = AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps,
+                                      fused=device.type == "cuda")
 
     # --- resume -------------------------------------------------------------------------------
     ckpt_dir = Path(spec.checkpoint_dir)
