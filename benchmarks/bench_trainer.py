@@ -6,18 +6,19 @@ context length, one process times a training step (forward, the loss, backward, 
 
 - ``reference``: the model with ``kernels: reference`` and the composite cross-entropy (the
   trainer before the speed work, kept selectable for exactly this comparison);
-- ``fused``: ``kernels: fused`` (head-tiled RoPE, fused RMSNorm backward, the cross-entropy that
-  reuses the logits' buffer), the default;
+- ``fused``: ``kernels: fused`` (head-tiled RoPE, fused RMSNorm backward, the LM head and the
+  loss fused over row chunks), the default;
 - ``compiled`` (``--compile``): the forward pass and the loss compiled together with
-  ``torch.compile`` over the reference kernels, as the trainer does for large runs (its compile
-  time, with whatever on-disk cache exists, is reported);
+  ``torch.compile`` over the reference layers and the fused loss, as the trainer does for large
+  runs (its compile time, with whatever on-disk cache exists, is reported);
 - ``llama``: transformers' ``LlamaForCausalLM`` of the same width, depth, heads, vocabulary and
   (within 0.1%) parameter count, with the same loss function.
 
 Variants alternate inside every repeat after a warm-up, so drift in machine load hits all alike;
 the table gives medians. It also measures the single-thread fp32 matmul rate *at the step's own
-GEMM shapes* (every linear layer's forward and both backward products, timed alone) and reports
-each variant's achieved FLOP/s as a share of it, with one frozen FLOP formula: 6·N per token plus
+GEMM shapes* (every linear layer's forward and both backward products, timed alone, taking its
+turn in the same rotation) and reports each variant's achieved FLOP/s as a share of it (per
+repeat, against the GEMM pass of the same rotation; the median), with one frozen FLOP formula: 6·N per token plus
 causal attention, 6·n_layer·T·d per token (N counts the tied embedding once).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_trainer.py --repeats 7 --json-out bench_trainer.json
@@ -46,9 +47,10 @@ def step_flops(n_params: int, n_layer: int, n_embd: int, seq: int) -> float:
     return 6.0 * n_params + 6.0 * n_layer * seq * n_embd
 
 
-def gemm_rate(tokens: int, n_embd: int, n_layer: int, vocab: int, repeats: int) -> float:
-    """FLOP/s of the step's GEMMs timed alone: per linear layer (K→N) the forward (M×K·K×N) and
-    the two backward products (M×N·N×K and N×M·M×K), M = tokens per micro-batch."""
+def gemm_pass(tokens: int, n_embd: int, n_layer: int, vocab: int):
+    """(closure, FLOPs): one pass over the step's GEMMs timed alone: per linear layer (K→N) the
+    forward (M×K·K×N) and the two backward products (M×N·N×K and N×M·M×K), M = tokens per
+    micro-batch. Its rate is the single-thread matmul peak at the model's own shapes."""
     shapes = [(n_embd, 3 * n_embd), (n_embd, n_embd), (n_embd, 4 * n_embd), (4 * n_embd, n_embd)] * n_layer
     shapes.append((n_embd, vocab))
     products = []
@@ -56,13 +58,12 @@ def gemm_rate(tokens: int, n_embd: int, n_layer: int, vocab: int, repeats: int) 
         products += [((tokens, k), (k, n)), ((tokens, n), (n, k)), ((n, tokens), (tokens, k))]
     tensors = [(torch.randn(*a), torch.randn(*b)) for a, b in products]
     flops = sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in tensors)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
+
+    def run() -> None:
         for a, b in tensors:
             torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return flops / statistics.median(times[1:])
+
+    return run, flops
 
 
 def llama_of(n_embd: int, n_layer: int, n_head: int, vocab: int, seq: int):
@@ -76,17 +77,19 @@ def llama_of(n_embd: int, n_layer: int, n_head: int, vocab: int, seq: int):
 
 
 def make_step(variant: str, shape: dict, batch: int, seq: int, compile_times: dict):
-    """A closure running one training step of ``variant`` on fixed random data."""
+    """A closure running one training step of ``variant`` on fixed random data, computing the loss
+    the way the trainer does for that path."""
     from tokenfilter.model.gpt import GPT, GPTConfig
-    from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
+    from tokenfilter.model.loss import weighted_cross_entropy
 
     torch.manual_seed(0)
     if variant == "llama":
         model = llama_of(shape["n_embd"], shape["n_layer"], shape["n_head"], shape["vocab_size"], seq)
         groups = model.parameters()
     else:
-        kernels = "fused" if variant == "fused" else "reference"
-        model = GPT(GPTConfig(**shape, block_size=seq, kernels=kernels))
+        model = GPT(GPTConfig(**shape, block_size=seq, kernels="fused" if variant == "fused" else "reference"))
+        # As train() sets it: a compiled run keeps the reference layers and uses the fused loss.
+        model.set_kernels(model.config.kernels, fused_loss=variant != "reference")
         groups = model.optimizer_param_groups(0.1)
     model.train()
     optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95))
@@ -95,10 +98,9 @@ def make_step(variant: str, shape: dict, batch: int, seq: int, compile_times: di
     normalizer = weights.sum()
 
     def loss_of(inputs, targets):
-        logits = model(inputs).logits
-        if variant == "fused":
-            return fused_weighted_cross_entropy(logits, targets, weights, normalizer)
-        return weighted_cross_entropy(logits, targets, weights, normalizer=normalizer)[0]
+        if variant == "llama":
+            return weighted_cross_entropy(model(inputs).logits, targets, weights, normalizer=normalizer)[0]
+        return model(inputs, targets=targets, target_weights=weights, normalizer=normalizer).loss
 
     if variant == "compiled":
         loss_of = torch.compile(loss_of)
@@ -127,24 +129,33 @@ def bench_rung(name: str, rung: dict, vocab: int, seq: int, batch: int, variants
     for step in steps.values():  # warm-up
         step()
         step()
-    samples: dict[str, list[float]] = {v: [] for v in variants}
+    # The GEMM pass takes its turn in the same rotation, so the peak and the steps are timed
+    # under the same machine load (on a shared VM both drift by tens of percent within minutes).
+    gemm, gemm_flops = gemm_pass(batch * seq, rung["n_embd"], rung["n_layer"], vocab)
+    gemm()
+    timed = {**steps, "gemm": gemm}
+    samples: dict[str, list[float]] = {v: [] for v in timed}
+    names = list(timed)
     for r in range(repeats):
-        order = variants[r % len(variants):] + variants[:r % len(variants)]
-        for variant in order:
+        for variant in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
             for _ in range(steps_per_sample):
-                steps[variant]()
+                timed[variant]()
             samples[variant].append((time.perf_counter() - start) / steps_per_sample)
     tokens = batch * seq
-    peak = gemm_rate(tokens, rung["n_embd"], rung["n_layer"], vocab, repeats=5)
+    gemm_times = samples.pop("gemm")
+    peak = gemm_flops / statistics.median(gemm_times)
     flops_per_token = step_flops(params["reference" if "reference" in params else variants[0]], rung["n_layer"],
                                  rung["n_embd"], seq)
-    out = {"rung": name, "shape": shape, "params": params, "gemm_peak_flops": peak, "variants": {}}
+    out = {"rung": name, "shape": shape, "params": params, "gemm_peak_flops": peak,
+           "gemm_samples_s": gemm_times, "variants": {}}
     for variant, times in samples.items():
         median = statistics.median(times)
         achieved = flops_per_token * tokens / median
+        # Share of the peak per repeat (step and GEMM pass of the same rotation), then the median.
+        shares = [flops_per_token * tokens / t / (gemm_flops / g) for t, g in zip(times, gemm_times)]
         out["variants"][variant] = {"step_s": median, "samples_s": times, "tokens_per_s": tokens / median,
-                                    "flops_per_s": achieved, "share_of_gemm_peak": achieved / peak,
+                                    "flops_per_s": achieved, "share_of_gemm_peak": statistics.median(shares),
                                     "compile_s": compile_times.get(variant)}
     return out
 

@@ -318,24 +318,77 @@ def _pair(**kw):
     return reference, fused
 
 
+def _gpt_pair(**kw):
+    """The training class (plain PyTorch): a reference and a fused model with the same weights."""
+    from tokenfilter.model.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=128, n_layer=2, n_embd=32, n_head=2, block_size=48, **kw)
+    reference = GPT(GPTConfig(**shape))
+    fused = GPT(GPTConfig(**shape, kernels="fused"))
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
 @pytest.mark.parametrize("mup", [None, 16])
 def test_fused_kernels_compute_the_same_model(mup):
     """The fast path's forward is bit-identical (RoPE and RMSNorm do the same operations in
-    the same order) and its gradients agree to float32 reassociation."""
-    from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
-
-    reference, fused = _pair(mup_base_width=mup)
+    the same order) and its loss and gradients agree to float32 reassociation."""
+    reference, fused = _gpt_pair(mup_base_width=mup)
     ids = torch.randint(0, 128, (3, 41))
     weights = (torch.rand(3, 40) > 0.3).float()
     out_r, out_f = reference(ids[:, :-1]).logits, fused(ids[:, :-1]).logits
     assert torch.equal(out_r, out_f)
-    loss_r, _ = weighted_cross_entropy(out_r, ids[:, 1:], weights, normalizer=weights.sum())
-    loss_f = fused_weighted_cross_entropy(out_f, ids[:, 1:], weights, weights.sum())
-    assert abs(float(loss_r.detach()) - float(loss_f.detach())) < 1e-6
+    targets = dict(targets=ids[:, 1:], target_weights=weights, normalizer=weights.sum())
+    loss_r = reference(ids[:, :-1], **targets).loss
+    out = fused(ids[:, :-1], **targets)
+    assert out.logits is None  # the fused head never materialises them
+    assert abs(float(loss_r.detach()) - float(out.loss.detach())) < 1e-6
     loss_r.backward()
-    loss_f.backward()
+    out.loss.backward()
     for (name, p_r), p_f in zip(reference.named_parameters(), fused.parameters()):
         torch.testing.assert_close(p_f.grad, p_r.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_model_loss_is_the_reference_loss_of_its_logits():
+    """forward(targets=...) of the reference path is weighted_cross_entropy of its own logits; without
+    gradients the fused path computes the logits too (its fused head is for training only)."""
+    from tokenfilter.model.loss import weighted_cross_entropy
+
+    reference, fused = _gpt_pair()
+    ids = torch.randint(0, 128, (2, 17))
+    weights = (torch.rand(2, 16) > 0.5).float()
+    logits = reference(ids[:, :-1]).logits
+    expected, _ = weighted_cross_entropy(logits, ids[:, 1:], weights, normalizer=7.0)
+    got = reference(ids[:, :-1], targets=ids[:, 1:], target_weights=weights, normalizer=torch.tensor(7.0))
+    assert torch.equal(got.loss, expected) and torch.equal(got.logits, logits)
+    with torch.no_grad():
+        out = fused(ids[:, :-1], targets=ids[:, 1:], target_weights=weights, normalizer=torch.tensor(7.0))
+    assert out.logits is not None and abs(float(out.loss) - float(expected)) < 1e-6
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+@pytest.mark.parametrize("rows", [None, 5])
+def test_linear_cross_entropy_matches_the_composite(scale, rows):
+    """The fused head and loss: the same value and gradients (hidden and weight) as the logits
+    followed by weighted_cross_entropy, with masked targets, a logit scale, and chunks of 5 rows
+    that do not divide the 37 rows."""
+    from tokenfilter.model.loss import linear_weighted_cross_entropy, weighted_cross_entropy
+
+    torch.manual_seed(3)
+    hidden = torch.randn(37, 12, requires_grad=True)
+    weight = torch.randn(50, 12, requires_grad=True)
+    targets = torch.randint(0, 50, (37,))
+    weights = (torch.rand(37) > 0.3).float()
+    expected, _ = weighted_cross_entropy(scale * hidden @ weight.t(), targets, weights, normalizer=30.0)
+    (expected * 3).backward()
+    want = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    got = linear_weighted_cross_entropy(hidden, weight, targets, weights, torch.tensor(30.0), scale, chunk_rows=rows)
+    (got * 3).backward()  # an upstream gradient other than 1 reaches both inputs
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(hidden.grad, want[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(weight.grad, want[1], rtol=1e-5, atol=1e-7)
 
 
 def test_fused_kernels_fall_back_for_generation_with_a_cache():

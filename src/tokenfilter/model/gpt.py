@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tokenfilter.model.loss import fused_weighted_cross_entropy, linear_weighted_cross_entropy, weighted_cross_entropy
+
 MODEL_TYPE = "tokenfilter"
 ARCHITECTURE = "TokenFilterForCausalLM"
 
@@ -308,9 +310,10 @@ class Block(nn.Module):
 class ModelOutput:
     """What :meth:`GPT.forward` returns (named like transformers' outputs)."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     past_key_values: Any = None
+    loss: torch.Tensor | None = None  # when forward() was given targets
 
 
 class _Init:
@@ -331,6 +334,7 @@ class GPTBody:
     the transformers class; a mixin, so both have the same attributes and parameter names."""
 
     config: Any
+    fused_loss = False  # which loss forward() computes from targets; set by set_kernels
 
     def _build(self, config: Any) -> None:
         self.transformer = nn.ModuleDict(
@@ -348,11 +352,18 @@ class GPTBody:
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def set_kernels(self, kernels: str) -> None:
-        """Switch between the reference and the fused implementations (same parameters, same math)."""
+    def set_kernels(self, kernels: str, fused_loss: bool | None = None) -> None:
+        """Switch between the reference and the fused implementations (same parameters, same math).
+
+        ``fused_loss`` (default: ``kernels == "fused"``) chooses the loss :meth:`GPT.forward`
+        computes from targets: the fused head and loss of model/loss.py, or the logits and the
+        reference loss. A compiled run fuses the layers' elementwise work itself and so keeps the
+        reference layers, but still gains from the fused loss (benchmarks/bench_trainer.py).
+        """
         if kernels not in ("reference", "fused"):
             raise ValueError(f"kernels must be 'reference' or 'fused', got {kernels!r}")
         self.config.kernels = kernels
+        self.fused_loss = kernels == "fused" if fused_loss is None else bool(fused_loss)
         for module in self.modules():
             if isinstance(module, RMSNorm):
                 module.fused = kernels == "fused"
@@ -394,9 +405,11 @@ class GPTBody:
         position_ids: torch.Tensor | None,
         past_key_values: Any,
         output_hidden_states: bool,
+        head: bool = True,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """(logits, hidden states) of a batch. ``past_key_values`` is a transformers cache (the
-        transformers class makes one for ``generate()``) or None."""
+        """(logits, hidden states) of a batch; with ``head=False`` the final normed hidden state
+        instead of the logits. ``past_key_values`` is a transformers cache (the transformers class
+        makes one for ``generate()``) or None."""
         config = self.config
         B, T = input_ids.shape
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
@@ -446,6 +459,8 @@ class GPTBody:
         x = self.transformer.ln_f(x)
         if hidden_states is not None:
             hidden_states += (x,)
+        if not head:
+            return x, hidden_states
         logits = self.lm_head(x)
         if config.mup_base_width is not None:
             # µP output multiplier 1/m keeps logits O(1) as width grows (Yang et al. 2022).
@@ -521,11 +536,36 @@ class GPT(GPTBody, nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                **unused: Any) -> ModelOutput:
+                targets: torch.Tensor | None = None, target_weights: torch.Tensor | None = None,
+                normalizer: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
         """Logits (B, T, V) of every position; see :meth:`tokenfilter.model.hf.TokenFilterForCausalLM.forward`
-        for the meaning of the arguments (``use_cache`` and the like are accepted and ignored)."""
+        for the meaning of the arguments (``use_cache`` and the like are accepted and ignored).
+
+        With ``targets`` (B, T), also the training loss of :func:`tokenfilter.model.loss.weighted_cross_entropy`
+        (``target_weights`` per target, divided by ``normalizer``; both required). The loss is
+        computed here, inside forward, so that a DDP-wrapped model sees the LM head used in its
+        own forward pass. With the fused loss, a float32 CPU model under autograd computes the
+        head and the loss together and returns no logits.
+        """
+        if targets is None:
+            logits, hidden_states = self._run(input_ids, attention_mask, position_ids, None, output_hidden_states)
+            return ModelOutput(logits=logits, hidden_states=hidden_states)
+        weight = self.lm_head.weight
+        fused = self.fused_loss and torch.is_grad_enabled()  # the fused losses exist for backward
+        if (fused and weight.device.type == "cpu" and weight.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu")):
+            x, hidden_states = self._run(input_ids, attention_mask, position_ids, None, output_hidden_states,
+                                         head=False)
+            scale = 1.0 / self.config.mup_width_mult if self.config.mup_base_width is not None else 1.0
+            loss = linear_weighted_cross_entropy(x, weight, targets, target_weights, normalizer, scale)
+            return ModelOutput(logits=None, hidden_states=hidden_states, loss=loss)
         logits, hidden_states = self._run(input_ids, attention_mask, position_ids, None, output_hidden_states)
-        return ModelOutput(logits=logits, hidden_states=hidden_states)
+        if fused:  # GPU / mixed precision: the logits are made, the loss reuses their buffer
+            loss = fused_weighted_cross_entropy(logits, targets, target_weights, normalizer)
+            logits = None  # the backward overwrites them with the loss's gradient
+        else:
+            loss, _ = weighted_cross_entropy(logits, targets, target_weights, normalizer=normalizer)
+        return ModelOutput(logits=logits, hidden_states=hidden_states, loss=loss)
 
     # --- the one checkpoint format: config.json + model.safetensors ------------------------------
 

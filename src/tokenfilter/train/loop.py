@@ -300,8 +300,10 @@ def train(spec: TrainSpec, source: BatchSource, objective: Objective | None = No
     compiled = spec.compile is True or (spec.compile == "auto" and flops_per_token * target_tokens >= spec.compile_min_flops)
     kernels = "reference" if compiled else spec.kernels
     if hasattr(model, "set_kernels"):
-        model.set_kernels(kernels)
-    objective.fused_loss = kernels == "fused"
+        # The fused head-and-loss pays under compile too (it is matmuls and one log-softmax per
+        # chunk, which compile cannot fuse across); today's path (kernels: reference, no compile)
+        # keeps the reference loss.
+        model.set_kernels(kernels, fused_loss=spec.kernels == "fused")
     objective.setup(model, device)
     if compiled:
         objective.compile()

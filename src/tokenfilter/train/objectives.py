@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tokenfilter.errors import ConfigError
-from tokenfilter.model.loss import fused_weighted_cross_entropy, weighted_cross_entropy
+from tokenfilter.model.gpt import GPT
+from tokenfilter.model.loss import weighted_cross_entropy
 
 if TYPE_CHECKING:
     from tokenfilter.train.loop import Batch
@@ -31,7 +32,6 @@ class Objective:
     """Base objective: next-token cross-entropy over every parameter."""
 
     kind = "lm"
-    fused_loss = False  # set by the loop from the spec's kernels (the fused loss of model/loss.py)
     _loss = None  # the compiled loss function, once compile() ran
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
@@ -52,10 +52,12 @@ class Objective:
 
     def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
              normalizer: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        logits = model(inputs, attention_mask=attention_mask).logits
-        if self.fused_loss:
-            return fused_weighted_cross_entropy(logits, targets, weights, normalizer)
-        loss, _ = weighted_cross_entropy(logits, targets, weights, normalizer=normalizer)
+        if isinstance(getattr(model, "module", model), GPT):  # (DDP keeps the model as .module)
+            # The model computes its own loss (the fused one when its kernels say so).
+            return model(inputs, attention_mask=attention_mask, targets=targets, target_weights=weights,
+                         normalizer=normalizer).loss
+        loss, _ = weighted_cross_entropy(model(inputs, attention_mask=attention_mask).logits, targets, weights,
+                                         normalizer=normalizer)
         return loss
 
 
