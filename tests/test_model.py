@@ -367,6 +367,13 @@ def test_model_loss_is_the_reference_loss_of_its_logits():
     assert out.logits is not None and abs(float(out.loss.detach()) - float(expected)) < 1e-6
 
 
+def test_model_loss_needs_weights_and_normalizer():
+    reference, _ = _gpt_pair()
+    ids = torch.randint(0, 128, (1, 9))
+    with pytest.raises(ValueError, match="target_weights and normalizer"):
+        reference(ids[:, :-1], targets=ids[:, 1:])
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.25])
 @pytest.mark.parametrize("rows", [None, 5])
 def test_linear_cross_entropy_matches_the_composite(scale, rows):

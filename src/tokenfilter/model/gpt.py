@@ -550,6 +550,9 @@ class GPT(GPTBody, nn.Module):
         if targets is None:
             logits, hidden_states = self._run(input_ids, attention_mask, position_ids, None, output_hidden_states)
             return ModelOutput(logits=logits, hidden_states=hidden_states)
+        if target_weights is None or normalizer is None:
+            raise ValueError("forward(targets=...) needs target_weights and normalizer too (the training loss "
+                             "divides by the whole step's loss-bearing count, which one micro-batch cannot know)")
         weight = self.lm_head.weight
         fused = self.fused_loss and torch.is_grad_enabled()  # the fused losses exist for backward
         if (fused and weight.device.type == "cpu" and weight.dtype == torch.float32

@@ -62,8 +62,9 @@ class _LinearWeightedCrossEntropy(torch.autograd.Function):
     A chunk's logits (rows × V) stay in the L2 cache from the product that makes them to the two
     products that consume their gradient (dx = g W, dWᵀ += xᵀ g), where the composite writes an
     (N, V) logit tensor, reads it back for the log-softmax, writes and reads an (N, V) gradient:
-    at the default's largest rung (N = 4,096, V = 1,024, width 80) the head and loss took 29 ms of
-    a compiled step that way and take 20 ms this way (benchmarks/bench_trainer.py). The same math:
+    at the default's largest rung (N = 4,096, V = 1,024, width 80) the head and loss took about a
+    quarter of a compiled step that way (profiled); the step's gain is measured by
+    benchmarks/bench_trainer.py. The same math:
     log-softmax, gather and the softmax-minus-one-hot gradient as the composite, summed over
     chunks (float reassociation only). Like every fused loss it is for training: it spends the
     backward's work in the forward pass, so it is not used without gradients.
@@ -74,9 +75,9 @@ class _LinearWeightedCrossEntropy(torch.autograd.Function):
                 normalizer: torch.Tensor, scale: float, chunk_rows: int) -> torch.Tensor:
         n, vocab = x.size(0), weight.size(0)
         grad_x = torch.empty_like(x)
-        grad_weight_t = torch.zeros(weight.size(1), vocab, dtype=weight.dtype)  # (E, V): row-major products
+        grad_weight_t = weight.new_zeros(weight.size(1), vocab)  # (E, V): row-major products
         row_scale = (weights / normalizer)[:, None]
-        logits = torch.empty(min(chunk_rows, n), vocab, dtype=x.dtype)
+        logits = x.new_empty(min(chunk_rows, n), vocab)
         weight_t = weight.t()
         total = x.new_zeros(())
         for lo in range(0, n, chunk_rows):
