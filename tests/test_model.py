@@ -364,7 +364,7 @@ def test_model_loss_is_the_reference_loss_of_its_logits():
     assert torch.equal(got.loss, expected) and torch.equal(got.logits, logits)
     with torch.no_grad():
         out = fused(ids[:, :-1], targets=ids[:, 1:], target_weights=weights, normalizer=torch.tensor(7.0))
-    assert out.logits is not None and abs(float(out.loss.detach()) - float(expected)) < 1e-6
+    assert out.logits is not None and abs(float(out.loss.detach()) - float(expected.detach())) < 1e-6
 
 
 def test_model_loss_needs_weights_and_normalizer():
